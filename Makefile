@@ -1,0 +1,57 @@
+# Two entry points, both idempotent (finished set-up steps are skipped):
+#   make repro   set up, then run the whole pipeline (dvc repro)
+#   make test    set up, then run the test suite
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+MIRROR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup dataset plots-template repro test bench lint
+.DEFAULT_GOAL := repro
+
+setup: $(VENV)/.installed dataset plots-template
+
+# pip, not uv/poetry: torch and torchvision come from the machine's local wheel store.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# The Debian/Ubuntu mirror where we can install it; otherwise the download stage uses the upstream URLs.
+dataset:
+	@if [ -f $(MIRROR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "dataset mirror present: $(MIRROR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -q && apt-get install -y -q dataset-fashion-mnist) \
+	    || echo "warning: apt-get could not install dataset-fashion-mnist; the download stage will use the upstream URLs"; \
+	else \
+	  echo "note: $(MIRROR) missing and not root on Debian/Ubuntu; the download stage will use the upstream URLs"; \
+	fi
+
+# Offline `dvc plots show/diff`: Vega, Vega-Lite and vega-embed (pinned in package-lock.json) inlined
+# into $(PLOTS_TEMPLATE), which .dvc/config names (plots.html_template). npm ci runs only when
+# node_modules is missing or older than package-lock.json. Without npm (or if npm ci fails) DVC's
+# default page is written instead, so `dvc plots show` still works but needs network.
+PLOTS_TEMPLATE := .dvc/plots_template.html
+plots-template: $(VENV)/.installed
+	@if ! command -v npm >/dev/null; then \
+	  echo "warning: npm not found; cannot inline Vega, so dvc plots pages will need network (CDN)"; \
+	  $(PY) tools/offline_plots_template.py --fallback -o $(PLOTS_TEMPLATE); \
+	elif [ -f node_modules/.installed ] && [ ! node_modules/.installed -ot package-lock.json ] \
+	    || (npm ci --no-audit --no-fund && touch node_modules/.installed); then \
+	  $(PY) tools/offline_plots_template.py node_modules -o $(PLOTS_TEMPLATE); \
+	else \
+	  echo "warning: npm ci failed; cannot inline Vega, so dvc plots pages will need network (CDN)"; \
+	  $(PY) tools/offline_plots_template.py --fallback -o $(PLOTS_TEMPLATE); \
+	fi
+
+repro: setup
+	dvc repro
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src stages tests tools
+	$(VENV)/bin/ruff format --check src stages tests tools

@@ -1,0 +1,77 @@
+"""What every stage script shares: the clean exit on user errors, and the standard paths.
+
+Stage scripts stay thin: they call ``run_stage(main)`` and compose library calls.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from landscape.data import Dataset, load_dataset
+from landscape.device import resolve_device
+from landscape.errors import StudyError
+from landscape.models import load_checkpoint
+from landscape.params import Params, check_model_name, load_params
+from landscape.train import prepare_for_device
+
+RAW_DIR = Path("data/raw")
+MODELS_DIR = Path("models")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+
+
+def run_stage(main: Callable[..., None]) -> None:
+    """Run ``main(*argv)``; a ``StudyError`` becomes 'error: ...' on stderr and exit status 2."""
+    try:
+        main(*sys.argv[1:])
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; outputs written so far are complete files, the rest were not written.", file=sys.stderr)
+        sys.exit(130)
+    except TypeError as e:
+        if "positional argument" not in str(e):
+            raise
+        print(f"error: wrong arguments {sys.argv[1:]} for {sys.argv[0]}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def study_inputs(model_name: str | None = None) -> tuple[Params, torch.device, Dataset]:
+    """Validated params, the device they ask for, and the dataset loaded onto it."""
+    params = load_params()
+    if model_name is not None:
+        check_model_name(model_name)
+    device = resolve_device(params.train.device)
+    data = load_dataset(RAW_DIR, params.data.val_size, params.data.split_seed, device)
+    return params, device, data
+
+
+def trained_model(name: str, params: Params, device: torch.device) -> torch.nn.Module:
+    """The checkpoint ``models/<name>.pt``, checked against params.yaml, in eval mode on ``device``."""
+    model, _ = load_checkpoint(MODELS_DIR / f"{name}.pt", expected=params.model(name))
+    return prepare_for_device(model, device).eval()
+
+
+def probe_data(data: Dataset, train_samples: int, val_samples: int, bn_samples: int, seed: int, batch_size: int):
+    """Fixed seeded training and validation subsets for a probe, and the BN recalibration images."""
+    from landscape.probes import ProbeData
+
+    return ProbeData(
+        splits={"train": data.train.subset(train_samples, seed), "val": data.val.subset(val_samples, seed)},
+        bn_data=data.train.subset(bn_samples, seed + 1),
+        batch_size=batch_size,
+    )
+
+
+def write_probe_outputs(kind: str, name: str, rows: list[dict], columns: list[str], summary: dict, extra: dict) -> None:
+    """``plots/<kind>/<name>.csv`` (long-format rows) and ``metrics/<kind>/<name>.json`` (summary), atomically."""
+    from landscape.atomic import write_csv, write_json
+
+    write_csv(PLOTS_DIR / kind / f"{name}.csv", rows, columns)
+    write_json(METRICS_DIR / kind / f"{name}.json", {"model": name, **extra, **summary})
+    print(f"{kind} {name}: {len(rows)} rows; {extra.get('timing', {})}")

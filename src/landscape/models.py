@@ -1,0 +1,138 @@
+"""Model A (plain MLP) and Model B (small CNN with batch norm and dropout), and their checkpoints.
+
+A checkpoint is ``{"name", "config", "state_dict", "extra"}``: the config says how the
+model was made, so a saved model can be rebuilt without params.yaml. Loading uses
+``weights_only=True``: a checkpoint can hold tensors and plain containers only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from landscape.atomic import write_via
+from landscape.errors import StudyError
+from landscape.params import CNNParams, MLPParams
+
+IMAGE_SIDE = 28
+N_CLASSES = 10
+
+
+class MLP(nn.Module):
+    """784 -> hidden... -> 10 with ReLU; no normalization, no regularization."""
+
+    def __init__(self, hidden: list[int]):
+        super().__init__()
+        widths = [IMAGE_SIDE * IMAGE_SIDE, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], N_CLASSES))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CNN(nn.Module):
+    """Conv blocks (conv3x3 + BN + ReLU + max-pool 2), dropout, fc hidden layer, dropout, 10 outputs."""
+
+    def __init__(self, channels: list[int], fc: int, dropout_conv: float, dropout_fc: float):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in = 1
+        for c_out in channels:
+            blocks += [
+                nn.Conv2d(c_in, c_out, kernel_size=3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            c_in = c_out
+        side = IMAGE_SIDE // 2 ** len(channels)
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout_conv),
+            nn.Flatten(),
+            nn.Linear(c_in * side * side, fc),
+            nn.ReLU(),
+            nn.Dropout(dropout_fc),
+            nn.Linear(fc, N_CLASSES),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+BUILDERS: dict[str, Callable[[Any], nn.Module]] = {
+    "mlp": lambda cfg: MLP(list(cfg.hidden)),
+    "cnn": lambda cfg: CNN(list(cfg.channels), cfg.fc, cfg.dropout_conv, cfg.dropout_fc),
+}
+CONFIG_TYPES = {"mlp": MLPParams, "cnn": CNNParams}
+
+
+def build_model(name: str, cfg: MLPParams | CNNParams) -> nn.Module:
+    """A freshly initialized model (uses the global torch RNG: seed before calling)."""
+    if name not in BUILDERS:
+        raise StudyError(f"unknown model '{name}'; known models: {', '.join(BUILDERS)}.")
+    return BUILDERS[name](cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(path: str | Path, name: str, cfg: MLPParams | CNNParams, model: nn.Module, extra: dict) -> Path:
+    """Write model weights, its config and ``extra`` (plain values) atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = {"name": name, "config": dataclasses.asdict(cfg), "state_dict": state, "extra": extra}
+    return write_via(path, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(path: str | Path, expected: MLPParams | CNNParams | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model stored at ``path``; refuse anything but tensors and plain containers.
+
+    If ``expected`` is given, the stored config must equal it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"checkpoint {path} does not exist. Train it first: dvc repro")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise StudyError(
+                f"refusing to load {path}: it holds objects other than tensors and plain containers "
+                f"({str(e).splitlines()[-1].strip()}). Only load checkpoints this pipeline wrote."
+            ) from None
+        raise StudyError(f"cannot read checkpoint {path}: it is truncated or not a checkpoint. Retrain it.") from None
+    except Exception as e:  # torch.load raises many types for garbage input (KeyError, RuntimeError, ...)
+        raise StudyError(
+            f"cannot read checkpoint {path} ({type(e).__name__}); it is truncated or not a checkpoint. Retrain it."
+        ) from None
+    if not isinstance(payload, dict) or not {"name", "config", "state_dict"} <= payload.keys():
+        raise StudyError(f"{path} is not a checkpoint written by this pipeline (missing name/config/state_dict).")
+    name = payload["name"]
+    if name not in CONFIG_TYPES:
+        raise StudyError(f"{path} holds an unknown model '{name}'.")
+    try:
+        cfg = CONFIG_TYPES[name](**payload["config"])
+    except TypeError as e:
+        raise StudyError(f"{path}: stored config {payload['config']} does not fit model '{name}' ({e}).") from None
+    if expected is not None and cfg != expected:
+        raise StudyError(
+            f"{path} was trained with {name} config {dataclasses.asdict(cfg)}, "
+            f"but params.yaml asks for {dataclasses.asdict(expected)}. Retrain it: dvc repro train_{name}"
+        )
+    model = build_model(name, cfg)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise StudyError(f"{path}: weights do not fit config {dataclasses.asdict(cfg)}: {e}") from None
+    return model, payload.get("extra", {})

@@ -1,0 +1,114 @@
+"""Summary scalars of probe curves: pure functions of numbers, tested on closed forms."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QuadraticFit:
+    a: float  # L ~ c + b*alpha + a*alpha^2
+    b: float
+    c: float
+    r2: float
+
+    @property
+    def curvature(self) -> float:
+        """kappa = 2a, the second derivative of the fitted parabola."""
+        return 2.0 * self.a
+
+
+def fit_quadratic(alphas: Sequence[float], losses: Sequence[float], half_width: float) -> QuadraticFit:
+    """Least-squares parabola through the points with |alpha| <= half_width (at least 3 needed)."""
+    x, y = np.asarray(alphas, float), np.asarray(losses, float)
+    keep = np.abs(x) <= half_width + 1e-12
+    if keep.sum() < 3:
+        raise ValueError(f"only {int(keep.sum())} grid points within |alpha| <= {half_width}; need 3")
+    x, y = x[keep], y[keep]
+    design = np.stack([np.ones_like(x), x, x * x], axis=1)
+    (c, b, a), *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ np.array([c, b, a])
+    total = ((y - y.mean()) ** 2).sum()
+    r2 = 1.0 - (residual**2).sum() / total if total > 0 else 1.0
+    return QuadraticFit(a=float(a), b=float(b), c=float(c), r2=float(r2))
+
+
+@dataclass(frozen=True)
+class BasinWidth:
+    left: float  # alpha_- <= 0
+    right: float  # alpha_+ >= 0
+    censored: bool  # tau not reached on at least one side: the width is a lower bound
+
+    @property
+    def width(self) -> float:
+        return self.right - self.left
+
+
+def _crossing(alphas: np.ndarray, rise: np.ndarray, tau: float) -> tuple[float, bool]:
+    """First alpha along ``alphas`` (walking away from 0) where ``rise`` reaches tau.
+
+    Interpolates linearly in sqrt(rise), which is exact for a parabola around its
+    minimum at 0 and monotone elsewhere.
+    """
+    root = np.sqrt(np.maximum(rise, 0.0))
+    target = math.sqrt(tau)
+    for i in range(1, len(alphas)):
+        if rise[i] >= tau:
+            r0, r1 = root[i - 1], root[i]
+            t = (target - r0) / (r1 - r0) if r1 > r0 else 1.0
+            return float(alphas[i - 1] + t * (alphas[i] - alphas[i - 1])), False
+    return float(alphas[-1]), True
+
+
+def basin_width(alphas: Sequence[float], losses: Sequence[float], tau: float) -> BasinWidth:
+    """W_tau = alpha_+ - alpha_-, where L - L(0) first reaches tau on each side of alpha = 0."""
+    x, y = np.asarray(alphas, float), np.asarray(losses, float)
+    zero = int(np.argmin(np.abs(x)))
+    if x[zero] != 0.0:
+        raise ValueError("the alpha grid must contain 0")
+    rise = y - y[zero]
+    right, cens_r = _crossing(x[zero:], rise[zero:], tau)
+    left, cens_l = _crossing(x[zero::-1], rise[zero::-1], tau)
+    return BasinWidth(left=left, right=right, censored=cens_r or cens_l)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    low: float  # largest sigma known to keep the drop <= d
+    high: float  # smallest sigma known to exceed it (inf when censored)
+    censored: bool  # the drop was never exceeded within the searched range
+
+
+def largest_sigma_within(
+    drop: Callable[[float], float], sigmas: Sequence[float], drops: Sequence[float], level: float, steps: int
+) -> Threshold:
+    """Bracket sigma*, the largest sigma with ``drop(sigma) <= level``, then bisect ``steps`` times in log sigma.
+
+    ``drops[i]`` is ``drop(sigmas[i])`` on the grid (ascending, sigmas[0] == 0). The first grid
+    crossing is refined; if the drop already exceeds ``level`` at the smallest positive sigma,
+    the bracket is [0, that sigma].
+    """
+    for i in range(1, len(sigmas)):
+        if drops[i] > level:
+            low, high = sigmas[i - 1], sigmas[i]
+            break
+    else:
+        return Threshold(low=float(sigmas[-1]), high=math.inf, censored=True)
+    if low > 0:
+        for _ in range(steps):
+            mid = math.sqrt(low * high)
+            if drop(mid) > level:
+                high = mid
+            else:
+                low = mid
+    return Threshold(low=float(low), high=float(high), censored=False)
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}

@@ -1,0 +1,157 @@
+"""One training run: a seeded model, shared training conditions, a per-epoch history.
+
+Read top to bottom: seed, build, optimizer and schedule, then for each epoch a
+shuffled pass over the in-memory training split followed by eval-mode
+measurements on a fixed training subset and on validation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from landscape.data import Dataset, Split, batch_indices
+from landscape.errors import StudyError
+from landscape.evaluate import evaluate
+from landscape.models import build_model, count_parameters
+from landscape.params import CNNParams, MLPParams, Params, TrainParams
+
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "train_loss_running",
+    "train_acc_running",
+    "val_loss",
+    "val_acc",
+    "gap",
+]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float  # eval mode, fixed training subset
+    train_acc: float
+    train_loss_running: float  # average while training (dropout on, weights moving)
+    train_acc_running: float
+    val_loss: float
+    val_acc: float
+    gap: float  # train_acc - val_acc, both in eval mode
+
+
+def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainParams, steps: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def prepare_for_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to ``device``; conv nets use channels_last, which is faster on CPU and GPU alike."""
+    model = model.to(device)
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def train_model(
+    name: str,
+    model_cfg: MLPParams | CNNParams,
+    cfg: TrainParams,
+    data: Dataset,
+    train_eval: Split,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[nn.Module, list[EpochRecord]]:
+    """Train ``name`` under ``cfg``; raise ``StudyError`` at once if the loss stops being finite."""
+    torch.manual_seed(cfg.seed)  # weight init and dropout masks
+    order = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of the model's draws
+    model = prepare_for_device(build_model(name, model_cfg), device)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    optimizer = make_optimizer(model, cfg)
+    schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    history: list[EpochRecord] = []
+
+    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        batches = tqdm(batch_indices(len(data.train), cfg.batch_size, order), leave=False, unit="batch", disable=not progress)
+        for step, idx in enumerate(batches):
+            idx = idx.to(device)
+            x, y = data.train.x[idx], data.train.y[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise StudyError(
+                    f"training {name} diverged: loss is {loss.item()} at epoch {epoch}, batch {step + 1}. "
+                    f"Lower 'train.lr' (now {cfg.lr}). No model or metrics were written."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            if step % 50 == 0:
+                batches.set_postfix(loss=f"{loss.item():.4f}")
+        running_loss = loss_sum.item() / len(data.train)
+        running_acc = correct.item() / len(data.train)
+        train_score = evaluate(model, train_eval, cfg.eval_batch_size)
+        val_score = evaluate(model, data.val, cfg.eval_batch_size)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_score.loss,
+            train_acc=train_score.acc,
+            train_loss_running=running_loss,
+            train_acc_running=running_acc,
+            val_loss=val_score.loss,
+            val_acc=val_score.acc,
+            gap=train_score.acc - val_score.acc,
+        )
+        history.append(record)
+        epochs.set_postfix(val_acc=f"{val_score.acc:.4f}", gap=f"{record.gap:+.4f}")
+    return model.eval(), history
+
+
+def history_rows(history: list[EpochRecord]) -> list[dict]:
+    return [asdict(r) for r in history]
+
+
+def training_metrics(
+    name: str,
+    model: nn.Module,
+    history: list[EpochRecord],
+    data: Dataset,
+    params: Params,
+    device: torch.device,
+    wall_s: float,
+) -> dict:
+    """Final scores over the whole train/val/test splits, the gap, and how the run was made."""
+    scores = {split: evaluate(model, getattr(data, split), params.train.eval_batch_size) for split in ("train", "val", "test")}
+    last = history[-1]
+    return {
+        "model": name,
+        "n_parameters": count_parameters(model),
+        "epochs": len(history),
+        "device": device.type,
+        "train": asdict(scores["train"]),
+        "val": asdict(scores["val"]),
+        "test": asdict(scores["test"]),
+        "gap": scores["train"].acc - scores["val"].acc,
+        "gap_running": last.train_acc_running - scores["val"].acc,
+        "seeds": {"split": params.data.split_seed, "train": params.train.seed},
+        "timing": {"wall_s": round(wall_s, 1)},
+    }

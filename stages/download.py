@@ -1,0 +1,15 @@
+"""Stage download: fetch the four idx files, verify them, write data/raw/."""
+
+from landscape.cli import RAW_DIR, run_stage
+from landscape.data import download
+from landscape.params import load_params
+
+
+def main() -> None:
+    data = load_params().data
+    download(RAW_DIR, data.mirror, data.urls, data.sha256)
+    print(f"verified {len(data.sha256)} files into {RAW_DIR}/FashionMNIST/raw")
+
+
+if __name__ == "__main__":
+    run_stage(main)
