@@ -17,7 +17,9 @@ def main(name: str) -> None:
     write_csv(PLOTS_DIR / "history" / f"{name}.csv", history_rows(history), HISTORY_COLUMNS)
     write_json(METRICS_DIR / f"{name}.json", metrics)
     save_checkpoint(MODELS_DIR / f"{name}.pt", name, params.model(name), model, {"seed": params.train.seed})
-    print(f"{name}: val acc {metrics['val']['acc']:.4f}, test acc {metrics['test']['acc']:.4f}, gap {metrics['gap']:+.4f}")
+    print(
+        f"{name}: val acc {metrics['val']['acc']:.4f}, test acc {metrics['test']['acc']:.4f}, gap {metrics['gap']:+.4f}"
+    )
 
 
 if __name__ == "__main__":

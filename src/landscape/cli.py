@@ -6,6 +6,7 @@ Stage scripts stay thin: they call ``run_stage(main)`` and compose library calls
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,21 +58,28 @@ def trained_model(name: str, params: Params, device: torch.device) -> torch.nn.M
     return prepare_for_device(model, device).eval()
 
 
-def probe_data(data: Dataset, train_samples: int, val_samples: int, bn_samples: int, seed: int, batch_size: int):
-    """Fixed seeded training and validation subsets for a probe, and the BN recalibration images."""
+def probe_inputs(name: str, section: str):
+    """For a probe stage: its params section, the trained model, and its fixed evaluation subsets."""
     from landscape.probes import ProbeData
 
-    return ProbeData(
-        splits={"train": data.train.subset(train_samples, seed), "val": data.val.subset(val_samples, seed)},
-        bn_data=data.train.subset(bn_samples, seed + 1),
-        batch_size=batch_size,
+    params, device, data = study_inputs(name)
+    p = getattr(params, section)
+    probe = ProbeData(
+        splits={"train": data.train.subset(p.train_samples, p.seed), "val": data.val.subset(p.val_samples, p.seed)},
+        bn_data=data.train.subset(p.bn_samples, p.seed + 1),
+        batch_size=params.train.eval_batch_size,
     )
+    return p, trained_model(name, params, device), probe
 
 
-def write_probe_outputs(kind: str, name: str, rows: list[dict], columns: list[str], summary: dict, extra: dict) -> None:
+def write_probe_outputs(kind: str, name: str, rows: list[dict], columns: list[str], summary: dict, p, start: float):
     """``plots/<kind>/<name>.csv`` (long-format rows) and ``metrics/<kind>/<name>.json`` (summary), atomically."""
     from landscape.atomic import write_csv, write_json
 
+    extra = {
+        "samples": {"train": p.train_samples, "val": p.val_samples, "bn": p.bn_samples, "subset_seed": p.seed},
+        "timing": {"wall_s": round(time.perf_counter() - start, 1)},
+    }
     write_csv(PLOTS_DIR / kind / f"{name}.csv", rows, columns)
-    write_json(METRICS_DIR / kind / f"{name}.json", {"model": name, **extra, **summary})
-    print(f"{kind} {name}: {len(rows)} rows; {extra.get('timing', {})}")
+    write_json(METRICS_DIR / kind / f"{name}.json", {"model": name, **summary, **extra})
+    print(f"{kind} {name}: {len(rows)} rows in {extra['timing']['wall_s']} s")

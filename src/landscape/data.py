@@ -36,7 +36,9 @@ def _decompress(blob: bytes, origin: str) -> bytes:
     try:
         return gzip.decompress(blob)
     except (OSError, EOFError) as e:
-        raise StudyError(f"{origin} is not a valid gzip file ({e}); the source is corrupt or not the dataset.") from None
+        raise StudyError(
+            f"{origin} is not a valid gzip file ({e}); the source is corrupt or not the dataset."
+        ) from None
 
 
 def _from_mirror(mirror: Path, name: str) -> tuple[bytes | None, str]:
@@ -82,7 +84,9 @@ def fetch_file(name: str, mirror: str | Path, urls: list[str], expected_sha256: 
             )
         return raw
     raise StudyError(
-        f"no source has {name}. Tried:\n  " + "\n  ".join(tried) + f"\n{MIRROR_HINT}, or make an upstream URL reachable."
+        f"no source has {name}. Tried:\n  "
+        + "\n  ".join(tried)
+        + f"\n{MIRROR_HINT}, or make an upstream URL reachable."
     )
 
 
@@ -116,7 +120,9 @@ def read_idx(root: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]
     try:
         ds = FashionMNIST(str(root), train=train, download=False)
     except (RuntimeError, AssertionError, ValueError) as e:
-        raise StudyError(f"cannot read the idx files in {raw} ({e!r}); they are corrupt. Rerun: dvc repro -f download") from None
+        raise StudyError(
+            f"cannot read the idx files in {raw} ({e!r}); they are corrupt. Rerun: dvc repro -f download"
+        ) from None
     return ds.data, ds.targets
 
 

@@ -53,7 +53,7 @@ def normalized_direction(
     With ``ignore_biasbn``, tensors of dim <= 1 get d = 0.
     """
     out = []
-    for p, di in zip(params, d):
+    for p, di in zip(params, d, strict=True):
         p = p.detach()
         if ignore_biasbn and p.dim() <= 1:
             out.append(torch.zeros_like(di))
@@ -80,7 +80,7 @@ def noise_delta(params: list[torch.Tensor], xi: list[torch.Tensor], mode: str) -
     - ``filter``: delta_j = xi_j * ||theta_j|| / sqrt(n_j), noise scaled to each unit's RMS weight.
     """
     out = []
-    for p, x in zip(params, xi):
+    for p, x in zip(params, xi, strict=True):
         p = p.detach()
         if mode == "absolute":
             out.append(x.clone())

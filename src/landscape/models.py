@@ -31,7 +31,7 @@ class MLP(nn.Module):
         super().__init__()
         widths = [IMAGE_SIDE * IMAGE_SIDE, *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
-        for w_in, w_out in zip(widths, widths[1:]):
+        for w_in, w_out in zip(widths, widths[1:], strict=False):
             layers += [nn.Linear(w_in, w_out), nn.ReLU()]
         layers.append(nn.Linear(widths[-1], N_CLASSES))
         self.net = nn.Sequential(*layers)

@@ -109,7 +109,9 @@ class RobustnessParams:
 @dataclass(frozen=True)
 class SliceParams:
     directions: int = checked(**POSITIVE)
-    points: int = checked(**_check("an odd integer >= 3 (the grid must contain alpha = 0)", lambda v: v >= 3 and v % 2 == 1))
+    points: int = checked(
+        **_check("an odd integer >= 3 (the grid must contain alpha = 0)", lambda v: v >= 3 and v % 2 == 1)
+    )
     span: float = checked(**POSITIVE)
     normalization: str = checked(**one_of("filter", "layer", "none"))
     ignore: str = checked(**one_of("biasbn", "none"))
@@ -222,7 +224,10 @@ def _consistency(p: Params) -> None:
                 f"params.yaml: '{key}' = {value} is larger than the training split "
                 f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower it."
             )
-    for key, value in (("robustness.val_samples", p.robustness.val_samples), ("slice.val_samples", p.slice.val_samples)):
+    for key, value in (
+        ("robustness.val_samples", p.robustness.val_samples),
+        ("slice.val_samples", p.slice.val_samples),
+    ):
         if value > p.data.val_size:
             raise StudyError(
                 f"params.yaml: '{key}' = {value} is larger than the validation split (data.val_size = "
@@ -288,5 +293,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def check_model_name(name: str) -> str:
     if name not in MODEL_NAMES:
-        raise StudyError(f"unknown model '{name}'.{_closest(name, list(MODEL_NAMES))} Known models: {', '.join(MODEL_NAMES)}.")
+        raise StudyError(
+            f"unknown model '{name}'.{_closest(name, list(MODEL_NAMES))} Known models: {', '.join(MODEL_NAMES)}."
+        )
     return name

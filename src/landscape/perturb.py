@@ -29,16 +29,16 @@ class Perturbation:
     @torch.no_grad()
     def set(self, delta: list[torch.Tensor], scale: float) -> None:
         """Weights <- theta0 + scale * delta; buffers (BN running statistics) <- their originals."""
-        for p, p0, d in zip(self.params, self.origin, delta):
+        for p, p0, d in zip(self.params, self.origin, delta, strict=True):
             p.copy_(p0).add_(d, alpha=scale)
-        for b, b0 in zip(self.buffers, self.buffer_origin):
+        for b, b0 in zip(self.buffers, self.buffer_origin, strict=True):
             b.copy_(b0)
 
     @torch.no_grad()
     def reset(self) -> None:
-        for p, p0 in zip(self.params, self.origin):
+        for p, p0 in zip(self.params, self.origin, strict=True):
             p.copy_(p0)
-        for b, b0 in zip(self.buffers, self.buffer_origin):
+        for b, b0 in zip(self.buffers, self.buffer_origin, strict=True):
             b.copy_(b0)
 
 
@@ -83,6 +83,6 @@ def recalibrate_batch_norm(model: nn.Module, data: Split, batch_size: int) -> No
                 bn.momentum = len(x) / seen  # running <- running + (n_b / N) (batch - running)
             model(x)
     finally:
-        for bn, momentum in zip(bns, momenta):
+        for bn, momentum in zip(bns, momenta, strict=True):
             bn.momentum = momentum
         model.eval()

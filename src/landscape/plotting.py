@@ -29,7 +29,7 @@ def learning_curves(history: dict[str, pd.DataFrame]) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, h in history.items():
         c = COLORS[name]
-        for ax, metric in zip(axes, ("loss", "acc")):
+        for ax, metric in zip(axes, ("loss", "acc"), strict=True):
             ax.plot(h.epoch, h[f"train_{metric}"], color=c, marker="o", ms=3, label=f"{LABELS[name]} train (eval mode)")
             ax.plot(h.epoch, h[f"train_{metric}_running"], color=c, ls=":", label=f"{LABELS[name]} train (running)")
             ax.plot(h.epoch, h[f"val_{metric}"], color=c, ls="--", marker="s", ms=3, label=f"{LABELS[name]} validation")
@@ -47,7 +47,13 @@ def generalization_gap(history: dict[str, pd.DataFrame]) -> plt.Figure:
     for name, h in history.items():
         c = COLORS[name]
         ax.plot(h.epoch, h.gap, color=c, marker="o", ms=3, label=f"{LABELS[name]}: train acc in eval mode - val acc")
-        ax.plot(h.epoch, h.train_acc_running - h.val_acc, color=c, ls=":", label=f"{LABELS[name]}: running train acc - val acc")
+        ax.plot(
+            h.epoch,
+            h.train_acc_running - h.val_acc,
+            color=c,
+            ls=":",
+            label=f"{LABELS[name]}: running train acc - val acc",
+        )
     ax.axhline(0, color="gray", lw=0.8)
     ax.set(title="Generalization gap per epoch", xlabel="epoch", ylabel="train accuracy - validation accuracy")
     ax.grid(alpha=0.3)
@@ -58,7 +64,7 @@ def generalization_gap(history: dict[str, pd.DataFrame]) -> plt.Figure:
 def robustness_curves(robustness: dict[str, pd.DataFrame], split: str = "val") -> plt.Figure:
     modes = list(dict.fromkeys(m for df in robustness.values() for m in df["mode"]))
     fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 4), squeeze=False, sharey=True)
-    for ax, mode in zip(axes[0], modes):
+    for ax, mode in zip(axes[0], modes, strict=True):
         for name, df in robustness.items():
             sub = df[(df["mode"] == mode) & (df.split == split)]
             for bn, group in sub.groupby("bn", sort=False):
@@ -66,8 +72,13 @@ def robustness_curves(robustness: dict[str, pd.DataFrame], split: str = "val") -
                 ls = "-" if bn == "frozen" else "--"
                 label = f"{LABELS[name]}, BN {bn}" if name == "cnn" else LABELS[name]
                 ax.plot(stats["sigma"], stats["mean"], color=COLORS[name], ls=ls, marker="o", ms=3, label=label)
-                ax.fill_between(stats["sigma"], stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                                color=COLORS[name], alpha=0.2)
+                ax.fill_between(
+                    stats["sigma"],
+                    stats["mean"] - stats["std"],
+                    stats["mean"] + stats["std"],
+                    color=COLORS[name],
+                    alpha=0.2,
+                )
         positive = sorted(s for s in robustness[next(iter(robustness))].sigma.unique() if s > 0)
         ax.set_xscale("symlog", linthresh=positive[0] if positive else 1.0)
         ax.set(title=f"noise mode: {mode}", xlabel="noise scale sigma (symlog)")
@@ -81,12 +92,18 @@ def robustness_curves(robustness: dict[str, pd.DataFrame], split: str = "val") -
 def slice_curves(slices: dict[str, pd.DataFrame]) -> plt.Figure:
     splits = list(dict.fromkeys(s for df in slices.values() for s in df.split))
     fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False, sharey=True)
-    for ax, split in zip(axes[0], splits):
+    for ax, split in zip(axes[0], splits, strict=True):
         for name, df in slices.items():
             stats = df[df.split == split].groupby("alpha").loss.agg(["mean", "min", "max"]).reset_index()
             ax.plot(stats.alpha, stats["mean"], color=COLORS[name], label=f"{LABELS[name]} mean over directions")
-            ax.fill_between(stats.alpha, stats["min"], stats["max"], color=COLORS[name], alpha=0.2,
-                            label=f"{LABELS[name]} min-max over directions")
+            ax.fill_between(
+                stats.alpha,
+                stats["min"],
+                stats["max"],
+                color=COLORS[name],
+                alpha=0.2,
+                label=f"{LABELS[name]} min-max over directions",
+            )
         ax.set_yscale("log")
         ax.set(title=f"{split} subset", xlabel="alpha (step along filter-normalized d)")
         ax.grid(alpha=0.3, which="both")
@@ -99,10 +116,15 @@ def slice_curves(slices: dict[str, pd.DataFrame]) -> plt.Figure:
 def summary_figure(rows: list[tuple[str, dict[str, float], dict[str, float]]]) -> plt.Figure:
     """One small bar panel per (title, {model: value}, {model: error}) row."""
     fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.2))
-    for ax, (title, values, errors) in zip(axes, rows):
+    for ax, (title, values, errors) in zip(axes, rows, strict=True):
         names = list(values)
-        ax.bar([LABELS[n] for n in names], [values[n] for n in names], yerr=[errors.get(n, 0.0) for n in names],
-               color=[COLORS[n] for n in names], capsize=4)
+        ax.bar(
+            [LABELS[n] for n in names],
+            [values[n] for n in names],
+            yerr=[errors.get(n, 0.0) for n in names],
+            color=[COLORS[n] for n in names],
+            capsize=4,
+        )
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3, axis="y")
@@ -114,18 +136,33 @@ def summary_figure(rows: list[tuple[str, dict[str, float], dict[str, float]]]) -
 def summary_rows(train: dict, robustness: dict, slices: dict) -> list[tuple[str, dict, dict]]:
     """The headline numbers per model: accuracy, gap, noise tolerance, curvature, basin width."""
     models = list(train)
-    mode = "filter" if "filter" in robustness[models[0]] else next(
-        k for k in robustness[models[0]] if isinstance(robustness[models[0]][k], dict) and "frozen" in robustness[models[0]][k]
+    mode = (
+        "filter"
+        if "filter" in robustness[models[0]]
+        else next(
+            k
+            for k in robustness[models[0]]
+            if isinstance(robustness[models[0]][k], dict) and "frozen" in robustness[models[0]][k]
+        )
     )
     star_key = next(iter(robustness[models[0]][mode]["frozen"]["sigma_star"]))
     tau_key = next(k for k in slices[models[0]]["val"] if k.startswith("width_tau="))
     return [
         ("val accuracy", {m: train[m]["val"]["acc"] for m in models}, {}),
         ("gap (eval mode)", {m: train[m]["gap"] for m in models}, {}),
-        (f"sigma* ({mode} noise,\n{star_key.replace('=', ' ')}, lower bound)",
-         {m: robustness[m][mode]["frozen"]["sigma_star"][star_key]["low"] for m in models}, {}),
-        ("slice curvature 2a (val)", {m: slices[m]["val"]["curvature"]["mean"] for m in models},
-         {m: slices[m]["val"]["curvature"]["std"] for m in models}),
-        (f"basin width W ({tau_key.replace('width_', '').replace('=', ' ')}, val)",
-         {m: slices[m]["val"][tau_key]["mean"] for m in models}, {m: slices[m]["val"][tau_key]["std"] for m in models}),
+        (
+            f"sigma* ({mode} noise,\n{star_key.replace('=', ' ')}, lower bound)",
+            {m: robustness[m][mode]["frozen"]["sigma_star"][star_key]["low"] for m in models},
+            {},
+        ),
+        (
+            "slice curvature 2a (val)",
+            {m: slices[m]["val"]["curvature"]["mean"] for m in models},
+            {m: slices[m]["val"]["curvature"]["std"] for m in models},
+        ),
+        (
+            f"basin width W ({tau_key.replace('width_', '').replace('=', ' ')}, val)",
+            {m: slices[m]["val"][tau_key]["mean"] for m in models},
+            {m: slices[m]["val"][tau_key]["std"] for m in models},
+        ),
     ]

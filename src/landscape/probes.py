@@ -89,8 +89,17 @@ def robustness_probe(
                         else:
                             scores = score_point(model, handle, delta, sigma, bn, data)
                         for split, score in scores.items():
-                            rows.append({"mode": mode, "bn": bn, "sigma": sigma, "trial": k, "split": split,
-                                         "loss": score.loss, "acc": score.acc})
+                            rows.append(
+                                {
+                                    "mode": mode,
+                                    "bn": bn,
+                                    "sigma": sigma,
+                                    "trial": k,
+                                    "split": split,
+                                    "loss": score.loss,
+                                    "acc": score.acc,
+                                }
+                            )
                         accs.setdefault(sigma, []).append(scores[summary_split].acc)
                 base = sum(accs[sigmas[0]]) / trials
 
@@ -175,6 +184,6 @@ def slice_probe(
                 **mean_std([w.width for w in widths]),
                 "censored": sum(w.censored for w in widths),
             }
-            entry[f"width_rel_tau={tau:g}"] = mean_std([w.width * r for w, r in zip(widths, rel_scale)])
+            entry[f"width_rel_tau={tau:g}"] = mean_std([w.width * r for w, r in zip(widths, rel_scale, strict=True)])
         summary[split] = entry
     return rows, summary

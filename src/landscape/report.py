@@ -34,29 +34,58 @@ def training_section(train: dict[str, dict]) -> str:
     rows = []
     for m, t in train.items():
         ref = REFERENCE["val_acc"][m]
-        rows.append([NAMES[m], pct(t["train"]["acc"]), pct(t["val"]["acc"]), pct(ref),
-                     f"{100 * (t['val']['acc'] - ref):+.2f} pp", pct(t["test"]["acc"]), f"{t['epochs']}",
-                     f"{t['n_parameters']:,}"])
+        rows.append(
+            [
+                NAMES[m],
+                pct(t["train"]["acc"]),
+                pct(t["val"]["acc"]),
+                pct(ref),
+                f"{100 * (t['val']['acc'] - ref):+.2f} pp",
+                pct(t["test"]["acc"]),
+                f"{t['epochs']}",
+                f"{t['n_parameters']:,}",
+            ]
+        )
     diff = train["cnn"]["val"]["acc"] - train["mlp"]["val"]["acc"]
     ref_diff = REFERENCE["val_acc"]["cnn"] - REFERENCE["val_acc"]["mlp"]
-    return "\n\n".join([
-        "## 1. Which network trains and generalizes better?",
-        _table(["model", "train acc", "val acc", "reference val", "ours - reference", "test acc", "epochs", "parameters"],
-               rows),
-        f"The CNN is {100 * diff:+.2f} percentage points above the MLP on validation (reference: "
-        f"{100 * ref_diff:+.2f} pp): our ranking {verdict(diff > 0)} with the reference. Both models train under the "
-        "same seed, optimizer, schedule, batch size and epochs (`train:` in params.yaml). See "
-        "`plots/figures/learning_curves.png`.",
-    ])
+    return "\n\n".join(
+        [
+            "## 1. Which network trains and generalizes better?",
+            _table(
+                [
+                    "model",
+                    "train acc",
+                    "val acc",
+                    "reference val",
+                    "ours - reference",
+                    "test acc",
+                    "epochs",
+                    "parameters",
+                ],
+                rows,
+            ),
+            f"The CNN is {100 * diff:+.2f} percentage points above the MLP on validation (reference: "
+            f"{100 * ref_diff:+.2f} pp): our ranking {verdict(diff > 0)} with the reference. "
+            "Both models train under the same seed, optimizer, schedule, batch size and epochs (`train:` in params.yaml). See "
+            "`plots/figures/learning_curves.png`.",
+        ]
+    )
 
 
 def gap_section(train: dict[str, dict]) -> str:
     rows = []
     for m, t in train.items():
         ref = REFERENCE["gap"][m]
-        rows.append([NAMES[m], f"{t['gap']:+.4f}", f"{t['gap_running']:+.4f}", f"{ref:+.4f}",
-                     verdict(math.copysign(1, t["gap"]) == math.copysign(1, ref)),
-                     verdict(math.copysign(1, t["gap_running"]) == math.copysign(1, ref))])
+        rows.append(
+            [
+                NAMES[m],
+                f"{t['gap']:+.4f}",
+                f"{t['gap_running']:+.4f}",
+                f"{ref:+.4f}",
+                verdict(math.copysign(1, t["gap"]) == math.copysign(1, ref)),
+                verdict(math.copysign(1, t["gap_running"]) == math.copysign(1, ref)),
+            ]
+        )
     cnn = train["cnn"]
     why = (
         "The two train accuracies differ only for the CNN: the running average is taken with dropout on and the "
@@ -66,15 +95,19 @@ def gap_section(train: dict[str, dict]) -> str:
         "depresses train accuracy below validation accuracy; measured in eval mode over the whole training split, "
         "the CNN, like the MLP, fits its training data better than held-out data."
     )
-    return "\n\n".join([
-        "## 2. How large is the generalization gap?",
-        "Gap = train accuracy - validation accuracy after the last epoch. *Eval mode*: train accuracy measured with "
-        "dropout off and BN running statistics over the whole training split. *Running*: the average accuracy "
-        "during the last epoch (dropout on, weights moving), the number most training logs print.",
-        _table(["model", "gap (eval mode)", "gap (running)", "reference", "sign, eval mode", "sign, running"], rows),
-        why,
-        "See `plots/figures/generalization_gap.png` for the gap per epoch.",
-    ])
+    return "\n\n".join(
+        [
+            "## 2. How large is the generalization gap?",
+            "Gap = train accuracy - validation accuracy after the last epoch. *Eval mode*: train accuracy "
+            "measured with dropout off and BN running statistics over the whole training split. *Running*: the average accuracy "
+            "during the last epoch (dropout on, weights moving), the number most training logs print.",
+            _table(
+                ["model", "gap (eval mode)", "gap (running)", "reference", "sign, eval mode", "sign, running"], rows
+            ),
+            why,
+            "See `plots/figures/generalization_gap.png` for the gap per epoch.",
+        ]
+    )
 
 
 def _acc_at(rob: dict, mode: str, bn: str, sigma_key: str) -> dict:
@@ -105,8 +138,10 @@ def robustness_section(rob: dict[str, dict]) -> str:
         for m in ("mlp", "cnn"):
             for bn, entry in rob[m][mode].items():
                 cells = []
-                for d, t in entry["sigma_star"].items():
-                    cells.append(f"> {t['low']:g} (censored)" if t["censored"] else f"[{t['low']:.4g}, {t['high']:.4g}]")
+                for t in entry["sigma_star"].values():
+                    cells.append(
+                        f"> {t['low']:g} (censored)" if t["censored"] else f"[{t['low']:.4g}, {t['high']:.4g}]"
+                    )
                 star_rows.append([mode, f"{NAMES[m]}, {bn}"] + cells)
     drops = [k.replace("drop=", "") for k in rob["cnn"][modes[0]]["frozen"]["sigma_star"]]
     parts.append(
@@ -127,8 +162,10 @@ def robustness_section(rob: dict[str, dict]) -> str:
                 f"{pct(mlp_there)}: {verdict(True)}."
             )
         else:
-            parts.append(f"Reference claim: the CNN keeps > 90 % under moderate noise. Ours: {verdict(False)}; the "
-                         "CNN falls below 90 % at the first noise level.")
+            parts.append(
+                f"Reference claim: the CNN keeps > 90 % under moderate noise. Ours: {verdict(False)}; the "
+                "CNN falls below 90 % at the first noise level."
+            )
     parts.append(
         "Absolute noise of a fixed sigma is a different relative perturbation for each layer; batch norm makes the "
         "CNN's convolutions invariant to their weight scale, so per-filter noise is the fairer comparison. "
@@ -141,13 +178,20 @@ def slice_section(sl: dict[str, dict]) -> str:
     parts = ["## 4. What does the loss landscape look like around each solution?"]
     for split in ("train", "val"):
         taus = [k for k in sl["cnn"][split] if k.startswith("width_tau=")]
-        header = ["model", "L(0)", "curvature 2a", "fit R^2"] + [f"W at tau {t.split('=')[1]}" for t in taus] + [
-            "L(-span)", "L(+span)"]
+        header = (
+            ["model", "L(0)", "curvature 2a", "fit R^2"]
+            + [f"W at tau {t.split('=')[1]}" for t in taus]
+            + ["L(-span)", "L(+span)"]
+        )
         rows = []
         for m in ("mlp", "cnn"):
             e = sl[m][split]
-            cells = [NAMES[m], f"{e['loss_at_0']:.4f}", f"{e['curvature']['mean']:.4g} +- {e['curvature']['std']:.2g}",
-                     f"{e['fit_r2']['mean']:.4f}"]
+            cells = [
+                NAMES[m],
+                f"{e['loss_at_0']:.4f}",
+                f"{e['curvature']['mean']:.4g} +- {e['curvature']['std']:.2g}",
+                f"{e['fit_r2']['mean']:.4f}",
+            ]
             for t in taus:
                 w = e[t]
                 cens = f" ({w['censored']} censored)" if w["censored"] else ""
@@ -177,5 +221,9 @@ def build_report(train: dict[str, dict], robustness: dict[str, dict], slices: di
         "*Generated by `stages/plots.py` from `metrics/`; do not edit by hand. Rerun with `dvc repro`.*\n\n"
         "![learning curves](plots/figures/learning_curves.png)\n\n![summary](plots/figures/summary.png)"
     )
-    return "\n\n".join([intro, training_section(train), gap_section(train), robustness_section(robustness),
-                        slice_section(slices)]) + "\n"
+    return (
+        "\n\n".join(
+            [intro, training_section(train), gap_section(train), robustness_section(robustness), slice_section(slices)]
+        )
+        + "\n"
+    )

@@ -88,7 +88,9 @@ def train_model(
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        batches = tqdm(batch_indices(len(data.train), cfg.batch_size, order), leave=False, unit="batch", disable=not progress)
+        batches = tqdm(
+            batch_indices(len(data.train), cfg.batch_size, order), leave=False, unit="batch", disable=not progress
+        )
         for step, idx in enumerate(batches):
             idx = idx.to(device)
             x, y = data.train.x[idx], data.train.y[idx]
@@ -140,7 +142,9 @@ def training_metrics(
     wall_s: float,
 ) -> dict:
     """Final scores over the whole train/val/test splits, the gap, and how the run was made."""
-    scores = {split: evaluate(model, getattr(data, split), params.train.eval_batch_size) for split in ("train", "val", "test")}
+    scores = {
+        split: evaluate(model, getattr(data, split), params.train.eval_batch_size) for split in ("train", "val", "test")
+    }
     last = history[-1]
     return {
         "model": name,
