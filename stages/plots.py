@@ -43,7 +43,10 @@ def main() -> None:
     }
     for name, fig in figures.items():
         plotting.save_figure(fig, FIGURES / f"{name}.png")
-    write_text("report.md", build_report(train, robustness, slices))
+    write_text(
+        "report.md",
+        build_report(train, robustness, slices, {m: h.to_dict("records") for m, h in history.items()}),
+    )
     print(f"wrote {len(figures)} figures to {FIGURES} and report.md")
 
 

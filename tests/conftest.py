@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import shutil
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +53,51 @@ def write_synthetic_mirror(directory: Path, n_train: int = 600, n_test: int = 20
 def synthetic_mirror(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     mirror = tmp_path / "mirror"
     return mirror, write_synthetic_mirror(mirror)
+
+
+# Params small enough that every stage runs in seconds on the synthetic mirror (600 train, 200 test images).
+TINY_PARAMS = {
+    "data": {"val_size": 100, "train_eval_size": 100},
+    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 100, "device": "cpu"},
+    "mlp": {"hidden": [32, 16]},
+    "cnn": {"channels": [4, 8], "fc": 16},
+    "robustness": {
+        "sigmas": [0.0, 0.01, 0.1],
+        "trials": 2,
+        "bisect_steps": 2,
+        "train_samples": 100,
+        "val_samples": 100,
+        "bn_samples": 50,
+    },
+    "slice": {"directions": 2, "points": 9, "train_samples": 100, "val_samples": 100, "bn_samples": 50},
+}
+
+
+def update_params(path: Path, changes: dict) -> None:
+    """Merge ``{section: {key: value}}`` into the params file at ``path``."""
+    params = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def tiny_params(path: Path, mirror: Path, checksums: dict[str, str], **changes: dict) -> None:
+    """Write the repo's params.yaml to ``path`` with TINY_PARAMS, the synthetic mirror, and ``changes``."""
+    shutil.copy2(REPO / "params.yaml", path)
+    data = {**TINY_PARAMS["data"], "mirror": str(mirror), "urls": [], "sha256": checksums}
+    update_params(path, {**TINY_PARAMS, "data": data})
+    update_params(path, changes)
+
+
+def subprocess_env(src: Path = REPO / "src") -> dict[str, str]:
+    """Environment for stage/DVC subprocesses: this venv's python first on PATH, the library importable."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(src),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }

@@ -8,16 +8,14 @@ MLP work, that a change under `robustness:` reruns no training, and that
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, write_synthetic_mirror
+from conftest import REPO, subprocess_env, tiny_params, update_params, write_synthetic_mirror
 
 COPIED = [
     "src",
@@ -33,35 +31,9 @@ COPIED = [
 TRAINING = {"train_mlp", "train_cnn"}
 CNN_WORK = {"train_cnn", "robustness@cnn", "slice@cnn"}
 
-TINY = {
-    "data": {"val_size": 100, "train_eval_size": 100},
-    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 100, "device": "cpu"},
-    "mlp": {"hidden": [32, 16]},
-    "cnn": {"channels": [4, 8], "fc": 16},
-    "robustness": {
-        "sigmas": [0.0, 0.01, 0.1],
-        "trials": 2,
-        "bisect_steps": 2,
-        "train_samples": 100,
-        "val_samples": 100,
-        "bn_samples": 50,
-    },
-    "slice": {"directions": 2, "points": 9, "train_samples": 100, "val_samples": 100, "bn_samples": 50},
-}
-
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(cwd / "src"),
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=subprocess_env(cwd / "src"), capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -72,11 +44,7 @@ def ran_stages(output: str) -> set[str]:
 
 
 def set_params(repo: Path, changes: dict) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    update_params(repo / "params.yaml", changes)
 
 
 def commit(repo: Path, message: str) -> None:
@@ -98,9 +66,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(src, dst)
     checksums = write_synthetic_mirror(root / "mirror", n_train=600, n_test=200)
-    set_params(
-        repo, {**TINY, "data": {**TINY["data"], "mirror": str(root / "mirror"), "urls": [], "sha256": checksums}}
-    )
+    tiny_params(repo / "params.yaml", root / "mirror", checksums)
     run(["git", "init", "-q"], repo)
     first = run([sys.executable, "-m", "dvc", "repro"], repo)
     assert ran_stages(first.stdout) == {

@@ -5,6 +5,7 @@ Stage scripts stay thin: they call ``run_stage(main)`` and compose library calls
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -72,13 +73,21 @@ def probe_inputs(name: str, section: str):
     return p, trained_model(name, params, device), probe
 
 
+def timing(start: float) -> dict[str, float]:
+    """Wall seconds since ``start`` and this process's peak resident memory, kept under one key."""
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def write_probe_outputs(kind: str, name: str, rows: list[dict], columns: list[str], summary: dict, p, start: float):
     """``plots/<kind>/<name>.csv`` (long-format rows) and ``metrics/<kind>/<name>.json`` (summary), atomically."""
     from landscape.atomic import write_csv, write_json
 
     extra = {
         "samples": {"train": p.train_samples, "val": p.val_samples, "bn": p.bn_samples, "subset_seed": p.seed},
-        "timing": {"wall_s": round(time.perf_counter() - start, 1)},
+        "timing": timing(start),
     }
     write_csv(PLOTS_DIR / kind / f"{name}.csv", rows, columns)
     write_json(METRICS_DIR / kind / f"{name}.json", {"model": name, **summary, **extra})

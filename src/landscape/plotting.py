@@ -79,9 +79,12 @@ def robustness_curves(robustness: dict[str, pd.DataFrame], split: str = "val") -
                     color=COLORS[name],
                     alpha=0.2,
                 )
-        positive = sorted(s for s in robustness[next(iter(robustness))].sigma.unique() if s > 0)
-        ax.set_xscale("symlog", linthresh=positive[0] if positive else 1.0)
-        ax.set(title=f"noise mode: {mode}", xlabel="noise scale sigma (symlog)")
+        sigmas = sorted(robustness[next(iter(robustness))].sigma.unique())
+        positive = [s for s in sigmas if s > 0]
+        ax.set_xscale("symlog", linthresh=positive[0] if positive else 1.0, linscale=0.5)
+        ax.set_xticks(sigmas, [f"{s:g}" for s in sigmas], rotation=45, fontsize=8)
+        ax.minorticks_off()
+        ax.set(title=f"noise mode: {mode}", xlabel="noise scale sigma (symlog axis)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{split} accuracy (mean +- 1 std over trials)")
     axes[0][-1].legend(fontsize=7)
@@ -118,13 +121,14 @@ def summary_figure(rows: list[tuple[str, dict[str, float], dict[str, float]]]) -
     fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.2))
     for ax, (title, values, errors) in zip(axes, rows, strict=True):
         names = list(values)
-        ax.bar(
+        bars = ax.bar(
             [LABELS[n] for n in names],
             [values[n] for n in names],
             yerr=[errors.get(n, 0.0) for n in names],
             color=[COLORS[n] for n in names],
             capsize=4,
         )
+        ax.bar_label(bars, fmt="%.3g", fontsize=8, label_type="center")
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3, axis="y")

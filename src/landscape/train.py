@@ -65,6 +65,48 @@ def prepare_for_device(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    split: Split,
+    batches: list[torch.Tensor],
+    where: str,
+    progress: bool = True,
+) -> tuple[float, float]:
+    """One pass over ``batches`` (index tensors into ``split``); returns the running mean loss and accuracy.
+
+    Raises ``StudyError`` naming ``where`` and the batch as soon as the loss is not finite.
+    """
+    model.train()
+    device = split.y.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    bar = tqdm(batches, leave=False, unit="batch", disable=not progress)
+    for step, idx in enumerate(bar):
+        idx = idx.to(device)
+        x, y = split.x[idx], split.y[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            lr = optimizer.param_groups[0]["lr"]
+            raise StudyError(
+                f"training {where}, batch {step + 1} diverged: the loss is {loss.item()}. "
+                f"Lower 'train.lr' (the step used lr = {lr:g}). No model or metrics were written."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_sum += loss.detach().double() * len(y)
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+        seen += len(y)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return loss_sum.item() / seen, correct.item() / seen
+
+
 def train_model(
     name: str,
     model_cfg: MLPParams | CNNParams,
@@ -85,32 +127,10 @@ def train_model(
 
     epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
     for epoch in epochs:
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        batches = tqdm(
-            batch_indices(len(data.train), cfg.batch_size, order), leave=False, unit="batch", disable=not progress
+        batches = batch_indices(len(data.train), cfg.batch_size, order)
+        running_loss, running_acc = train_epoch(
+            model, optimizer, schedule, data.train, batches, f"{name} at epoch {epoch}", progress
         )
-        for step, idx in enumerate(batches):
-            idx = idx.to(device)
-            x, y = data.train.x[idx], data.train.y[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise StudyError(
-                    f"training {name} diverged: loss is {loss.item()} at epoch {epoch}, batch {step + 1}. "
-                    f"Lower 'train.lr' (now {cfg.lr}). No model or metrics were written."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += loss.detach().double() * len(y)
-            correct += (logits.detach().argmax(dim=1) == y).sum()
-            if step % 50 == 0:
-                batches.set_postfix(loss=f"{loss.item():.4f}")
-        running_loss = loss_sum.item() / len(data.train)
-        running_acc = correct.item() / len(data.train)
         train_score = evaluate(model, train_eval, cfg.eval_batch_size)
         val_score = evaluate(model, data.val, cfg.eval_batch_size)
         record = EpochRecord(
@@ -139,7 +159,7 @@ def training_metrics(
     data: Dataset,
     params: Params,
     device: torch.device,
-    wall_s: float,
+    timing: dict[str, float],
 ) -> dict:
     """Final scores over the whole train/val/test splits, the gap, and how the run was made."""
     scores = {
@@ -157,5 +177,5 @@ def training_metrics(
         "gap": scores["train"].acc - scores["val"].acc,
         "gap_running": last.train_acc_running - scores["val"].acc,
         "seeds": {"split": params.data.split_seed, "train": params.train.seed},
-        "timing": {"wall_s": round(wall_s, 1)},
+        "timing": timing,
     }

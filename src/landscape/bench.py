@@ -1,0 +1,247 @@
+"""Side-by-side benchmark: this pipeline's training, evaluation and probes against the conventional way.
+
+Run: ``python -m landscape.bench`` from the repository root after ``dvc repro`` (it
+needs data/raw/ and models/*.pt). Every ratio compares two measurements made in
+this one run on this one machine. Not part of ``dvc repro`` and not a test.
+
+The conventional reference is what most tutorials write: torchvision's
+FashionMNIST with ToTensor + Normalize, a DataLoader(batch_size=128, shuffle=True),
+and for probes a deep copy of the model per perturbation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from landscape.atomic import write_text
+from landscape.cli import METRICS_DIR, RAW_DIR, study_inputs, trained_model
+from landscape.data import Split, batch_indices
+from landscape.directions import filter_normalized_direction, gaussian_like, noise_delta, parameters_of
+from landscape.evaluate import evaluate
+from landscape.models import build_model
+from landscape.perturb import restored
+from landscape.probes import ProbeData, score_point
+from landscape.train import make_optimizer, make_schedule, prepare_for_device, train_epoch
+
+CONVENTIONAL_BATCH = 128
+
+
+def seconds(device: torch.device, fn: Callable[..., object], *args, **kwargs) -> float:
+    """Wall time of ``fn(*args, **kwargs)``, including the device finishing its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def conventional_dataset(train: bool, mean: float, std: float, indices: list[int] | None = None):
+    from torchvision import transforms
+    from torchvision.datasets import FashionMNIST
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    ds = FashionMNIST(str(RAW_DIR), train=train, download=False, transform=tf)
+    return Subset(ds, indices) if indices is not None else ds
+
+
+def conventional_train(model: nn.Module, optimizer, loader: DataLoader, n_batches: int, device) -> None:
+    model.train()
+    for i, (x, y) in enumerate(loader):
+        if i == n_batches:
+            break
+        x, y = x.to(device), y.to(device)
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def conventional_eval(model: nn.Module, loader: DataLoader, device) -> float:
+    model.eval()
+    correct = 0
+    for x, y in loader:
+        correct += (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
+    return correct
+
+
+def conventional_point(model: nn.Module, delta: list[torch.Tensor], scale: float, loader: DataLoader, device) -> float:
+    """The textbook probe step: deep-copy the model, perturb the copy, loop the DataLoader."""
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, d in zip(twin.parameters(), delta, strict=True):
+            p.add_(d, alpha=scale)
+    return conventional_eval(twin, loader, device)
+
+
+def sweep(fn: Callable[..., object], scales, *args, **kwargs) -> None:
+    """Call ``fn(*args, scale, **kwargs)`` for every scale: one probe's parameter sets."""
+    for scale in scales:
+        fn(*args, scale, **kwargs)
+
+
+def forward_flops(model: nn.Module, device) -> int:
+    """Multiply-adds x 2 of conv and linear layers for one 1x28x28 image (BN, ReLU, pooling left out)."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += 2 * k * output.numel()
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * module.out_features * output.shape[0]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, 28, 28, device=device))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def matmul_flops_per_s(device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    t = seconds(device, sweep, lambda _: torch.mm(a, b), range(repeats))
+    return 2 * n**3 * repeats / t
+
+
+def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, probe_points: int) -> list[list[str]]:
+    params, device, data = study_inputs()
+    rows: list[list[str]] = []
+    conv_kw = {"num_workers": 0}
+    for name in ("mlp", "cnn"):
+        cfg = params.model(name)
+        n_batches = n_train_batches[name]
+        images = n_batches * params.train.batch_size
+
+        torch.manual_seed(0)
+        model = prepare_for_device(build_model(name, cfg), device)
+        opt = make_optimizer(model, params.train)
+        sched = make_schedule(opt, params.train, 10**9)
+        batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0))
+        train_epoch(model, opt, sched, data.train, batches[:3], "bench warm-up", progress=False)
+        ours = images / seconds(
+            device, train_epoch, model, opt, sched, data.train, batches[:n_batches], "bench", progress=False
+        )
+
+        torch.manual_seed(0)
+        ref_model = build_model(name, cfg).to(device)
+        ref_opt = make_optimizer(ref_model, params.train)
+        loader = DataLoader(
+            conventional_dataset(True, data.mean, data.std), CONVENTIONAL_BATCH, shuffle=True, **conv_kw
+        )
+        conventional_train(ref_model, ref_opt, loader, 2, device)
+        ref_t = seconds(device, conventional_train, ref_model, ref_opt, loader, n_batches, device)
+        ref = n_batches * CONVENTIONAL_BATCH / ref_t
+        rows.append([f"train {name}", "images/s", f"{ours:,.0f}", f"{ref:,.0f}", f"{ours / ref:.1f}x"])
+
+        if name == "cnn":
+            fwd = forward_flops(model, device)
+            achieved = 3 * fwd * ours  # backward costs about twice the forward
+            peak = matmul_flops_per_s(device)
+            rows.append(
+                [
+                    "cnn train step FLOP/s",
+                    f"3 x {fwd / 1e6:.2f} MFLOP/image",
+                    f"{achieved / 1e9:.1f} GFLOP/s",
+                    f"mm peak {peak / 1e9:.1f} GFLOP/s",
+                    f"{100 * achieved / peak:.0f} % of mm",
+                ]
+            )
+
+        trained = trained_model(name, params, device)
+        val = data.val.subset(eval_images, 0)
+        bs = params.train.eval_batch_size
+        evaluate(trained, val, bs)
+        ours = eval_images / seconds(device, evaluate, trained, val, bs)
+        val_idx = list(range(eval_images))
+        ref_ds = Subset(conventional_dataset(True, data.mean, data.std), val_idx)
+        ref_loader = DataLoader(ref_ds, batch_size=1000, **conv_kw)
+        ref = eval_images / seconds(device, conventional_eval, trained, ref_loader, device)
+        rows.append([f"evaluate {name}", "images/s", f"{ours:,.0f}", f"{ref:,.0f}", f"{ours / ref:.1f}x"])
+
+        probe_split = Split(data.val.x[:probe_images], data.val.y[:probe_images])
+        probe = ProbeData(splits={"val": probe_split}, bn_data=probe_split, batch_size=bs)
+        probe_loader = DataLoader(Subset(ref_ds, list(range(probe_images))), batch_size=1000, **conv_kw)
+        params_list = parameters_of(trained)
+        kinds = {
+            "robustness": noise_delta(params_list, gaussian_like(params_list, 0), "absolute"),
+            "slice": filter_normalized_direction(trained, 0),
+        }
+        scales = [0.01 * (i + 1) for i in range(probe_points)]
+        for kind, delta in kinds.items():
+            with restored(trained) as handle:
+                ours_t = seconds(device, sweep, score_point, scales, trained, handle, delta, bn="frozen", data=probe)
+            ref_t = seconds(
+                device, sweep, conventional_point, scales, trained, delta, loader=probe_loader, device=device
+            )
+            rows.append(
+                [
+                    f"{kind} probe {name}",
+                    f"parameter sets/s ({probe_images} images each)",
+                    f"{probe_points / ours_t:.1f}",
+                    f"{probe_points / ref_t:.1f}",
+                    f"{ref_t / ours_t:.1f}x",
+                ]
+            )
+    for path in sorted(METRICS_DIR.rglob("*.json")):
+        timing = json.loads(path.read_text()).get("timing", {})
+        if "peak_rss_mb" in timing:
+            stage = str(path.relative_to(METRICS_DIR)).removesuffix(".json")
+            rows.append(
+                [
+                    f"peak memory {stage}",
+                    "MB (resident, from the last dvc repro)",
+                    f"{timing['peak_rss_mb']:.0f}",
+                    "",
+                    "",
+                ]
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mlp-batches", type=int, default=200, help="training batches timed for the MLP")
+    parser.add_argument("--cnn-batches", type=int, default=40, help="training batches timed for the CNN")
+    parser.add_argument("--eval-images", type=int, default=5000)
+    parser.add_argument("--probe-images", type=int, default=2000, help="images per evaluated parameter set")
+    parser.add_argument("--probe-points", type=int, default=5, help="parameter sets timed per probe")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file (default bench/results-<device>.md)")
+    args = parser.parse_args()
+    rows = bench(
+        {"mlp": args.mlp_batches, "cnn": args.cnn_batches}, args.eval_images, args.probe_images, args.probe_points
+    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    header = ["measure", "unit", "ours", "conventional", "ratio"]
+    table = "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    )
+    text = f"Benchmark on {device} ({machine}), torch {torch.__version__}\n\n{table}\n"
+    print(text)
+    out = args.out or Path("bench") / f"results-{device}.md"
+    write_text(out, text)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
