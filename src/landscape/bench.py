@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Subset
 from landscape.atomic import write_text
 from landscape.cli import METRICS_DIR, RAW_DIR, study_inputs, trained_model
 from landscape.data import Split, batch_indices
+from landscape.device import keep_freed_memory
 from landscape.directions import filter_normalized_direction, gaussian_like, noise_delta, parameters_of
 from landscape.evaluate import evaluate
 from landscape.models import build_model
@@ -36,15 +37,25 @@ from landscape.train import make_optimizer, make_schedule, prepare_for_device, t
 CONVENTIONAL_BATCH = 128
 
 
-def seconds(device: torch.device, fn: Callable[..., object], *args, **kwargs) -> float:
-    """Wall time of ``fn(*args, **kwargs)``, including the device finishing its queued work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+REPEATS = 3  # each measurement is the best of this many calls: this machine's timings are noisy
+
+
+def seconds(on: torch.device, fn: Callable[..., object], *args, **kwargs) -> float:
+    """Best wall time of ``REPEATS`` calls of ``fn(*args, **kwargs)``, each including device ``on``'s queued work.
+
+    One untimed call first warms up kernels and allocations for the shapes involved.
+    """
     fn(*args, **kwargs)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    best = float("inf")
+    for _ in range(REPEATS):
+        if on.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        if on.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def conventional_dataset(train: bool, mean: float, std: float, indices: list[int] | None = None):
@@ -114,7 +125,6 @@ def forward_flops(model: nn.Module, device) -> int:
 
 def matmul_flops_per_s(device, n: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    torch.mm(a, b)
     t = seconds(device, sweep, lambda _: torch.mm(a, b), range(repeats))
     return 2 * n**3 * repeats / t
 
@@ -133,7 +143,6 @@ def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, 
         opt = make_optimizer(model, params.train)
         sched = make_schedule(opt, params.train, 10**9)
         batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0))
-        train_epoch(model, opt, sched, data.train, batches[:3], "bench warm-up", progress=False)
         ours = images / seconds(
             device, train_epoch, model, opt, sched, data.train, batches[:n_batches], "bench", progress=False
         )
@@ -144,7 +153,6 @@ def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, 
         loader = DataLoader(
             conventional_dataset(True, data.mean, data.std), CONVENTIONAL_BATCH, shuffle=True, **conv_kw
         )
-        conventional_train(ref_model, ref_opt, loader, 2, device)
         ref_t = seconds(device, conventional_train, ref_model, ref_opt, loader, n_batches, device)
         ref = n_batches * CONVENTIONAL_BATCH / ref_t
         rows.append([f"train {name}", "images/s", f"{ours:,.0f}", f"{ref:,.0f}", f"{ours / ref:.1f}x"])
@@ -166,7 +174,6 @@ def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, 
         trained = trained_model(name, params, device)
         val = data.val.subset(eval_images, 0)
         bs = params.train.eval_batch_size
-        evaluate(trained, val, bs)
         ours = eval_images / seconds(device, evaluate, trained, val, bs)
         val_idx = list(range(eval_images))
         ref_ds = Subset(conventional_dataset(True, data.mean, data.std), val_idx)
@@ -223,6 +230,7 @@ def main() -> None:
     parser.add_argument("--probe-points", type=int, default=5, help="parameter sets timed per probe")
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default bench/results-<device>.md)")
     args = parser.parse_args()
+    keep_freed_memory()
     rows = bench(
         {"mlp": args.mlp_batches, "cnn": args.cnn_batches}, args.eval_images, args.probe_images, args.probe_points
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from landscape.data import Dataset, load_dataset
-from landscape.device import resolve_device
+from landscape.device import keep_freed_memory, resolve_device
 from landscape.errors import StudyError
 from landscape.models import load_checkpoint
 from landscape.params import Params, check_model_name, load_params
@@ -28,6 +28,7 @@ PLOTS_DIR = Path("plots")
 
 def run_stage(main: Callable[..., None]) -> None:
     """Run ``main(*argv)``; a ``StudyError`` becomes 'error: ...' on stderr and exit status 2."""
+    keep_freed_memory()
     try:
         main(*sys.argv[1:])
     except StudyError as e:

