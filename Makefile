@@ -52,6 +52,10 @@ repro: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Side-by-side benchmark (not part of dvc repro): needs data/raw and models from a dvc repro.
+bench: setup
+	$(PY) -m landscape.bench
+
 lint: setup
 	$(VENV)/bin/ruff check src stages tests tools
 	$(VENV)/bin/ruff format --check src stages tests tools

@@ -161,16 +161,26 @@ def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
 
+def pixel_mean_std(images: torch.Tensor) -> tuple[float, float]:
+    """Exact mean and sample std of uint8 pixels scaled to [0, 1], from a 256-bin histogram."""
+    counts = torch.bincount(images.flatten(), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    n = counts.sum()
+    mean = (counts @ values) / n
+    var = (counts @ (values - mean) ** 2) / (n - 1)
+    return mean.item(), var.sqrt().item()
+
+
 def load_dataset(root: str | Path, val_size: int, split_seed: int, device: torch.device | str = "cpu") -> Dataset:
     """Load, split and normalize with the training split's pixel mean and std."""
     images, labels = read_idx(root, train=True)
     test_images, test_labels = read_idx(root, train=False)
     train_idx, val_idx = split_indices(len(labels), val_size, split_seed)
-    pixels = images[train_idx].to(torch.float64) / 255.0
-    mean, std = pixels.mean().item(), pixels.std().item()
+    mean, std = pixel_mean_std(images[train_idx])
 
     def prepare(x: torch.Tensor, y: torch.Tensor) -> Split:
-        x = ((x.to(torch.float32) / 255.0 - mean) / std).unsqueeze(1)
+        x = x.to(torch.float32).unsqueeze(1)
+        x.div_(255.0).sub_(mean).div_(std)  # in place: no full-size temporaries
         return Split(x.to(device), y.to(device))
 
     return Dataset(
