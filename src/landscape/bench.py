@@ -31,7 +31,7 @@ from landscape.directions import filter_normalized_direction, gaussian_like, noi
 from landscape.evaluate import evaluate
 from landscape.models import build_model
 from landscape.perturb import restored
-from landscape.probes import ProbeData, score_point
+from landscape.probes import ProbeData, robustness_probe, score_point, slice_probe
 from landscape.train import make_optimizer, make_schedule, prepare_for_device, train_epoch
 
 CONVENTIONAL_BATCH = 128
@@ -221,6 +221,64 @@ def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, 
     return rows
 
 
+def scaling(images: int) -> list[list[str]]:
+    """How the CNN's cost grows with each knob: the same measurement at two sizes."""
+    params, device, data = study_inputs()
+    model = trained_model("cnn", params, device)
+    bs = params.train.eval_batch_size
+    subset = data.val.subset(images, 0)
+    probe = ProbeData(splits={"val": subset}, bn_data=subset, batch_size=bs)
+    torch.manual_seed(0)
+    fresh = prepare_for_device(build_model("cnn", params.cnn), device)
+    opt = make_optimizer(fresh, params.train)
+    sched = make_schedule(opt, params.train, 10**9)
+    batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0))
+    sigmas = [0.0, 0.01, 0.02, 0.05, 0.1]
+    knobs = [  # (knob, size A, size B, run(size)); a size is a count or a (count, count) product
+        (
+            "training batches (epochs)",
+            20,
+            40,
+            lambda n: train_epoch(fresh, opt, sched, data.train, batches[:n], "scaling", progress=False),
+        ),
+        (
+            "slice directions x points",
+            (1, 11),
+            (2, 21),
+            lambda c: slice_probe(model, probe, c[0], c[1], 1.0, "filter", "biasbn", 0, "frozen", 0.25, [0.1]),
+        ),
+        (
+            "noise trials x levels",
+            (2, 3),
+            (4, 5),
+            lambda c: robustness_probe(model, probe, sigmas[: c[1]], c[0], 0, ["absolute"], ["frozen"], [0.01], 0),
+        ),
+        ("evaluation subset (images)", images // 4, images, lambda n: evaluate(model, data.val.subset(n, 0), bs)),
+    ]
+    rows = []
+    for knob, small, large, run in knobs:
+        size = {c: c if isinstance(c, int) else c[0] * c[1] for c in (small, large)}
+        t_small, t_large = seconds(device, run, small), seconds(device, run, large)
+        rows.append(
+            [
+                knob,
+                f"{small}",
+                f"{large}",
+                f"{t_small:.2f} s",
+                f"{t_large:.2f} s",
+                f"{size[large] / size[small]:.1f}x",
+                f"{t_large / t_small:.1f}x",
+            ]
+        )
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlp-batches", type=int, default=200, help="training batches timed for the MLP")
@@ -228,6 +286,7 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=5000)
     parser.add_argument("--probe-images", type=int, default=2000, help="images per evaluated parameter set")
     parser.add_argument("--probe-points", type=int, default=5, help="parameter sets timed per probe")
+    parser.add_argument("--scaling-images", type=int, default=1000, help="images per evaluation in the scaling table")
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default bench/results-<device>.md)")
     args = parser.parse_args()
     keep_freed_memory()
@@ -240,11 +299,16 @@ def main() -> None:
         if device == "cuda"
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
-    header = ["measure", "unit", "ours", "conventional", "ratio"]
-    table = "\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    table = markdown_table(["measure", "unit", "ours", "conventional", "ratio"], rows)
+    grow = markdown_table(
+        ["CNN cost vs", "size A", "size B", "time A", "time B", "size ratio", "time ratio"],
+        scaling(args.scaling_images),
     )
-    text = f"Benchmark on {device} ({machine}), torch {torch.__version__}\n\n{table}\n"
+    text = (
+        f"Benchmark on {device} ({machine}), torch {torch.__version__}\n\n{table}\n\n"
+        f"Scaling (probe evaluations on {args.scaling_images}-image subsets; each time is the best of "
+        f"{REPEATS}):\n\n{grow}\n"
+    )
     print(text)
     out = args.out or Path("bench") / f"results-{device}.md"
     write_text(out, text)
