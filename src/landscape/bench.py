@@ -142,7 +142,7 @@ def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, 
         model = prepare_for_device(build_model(name, cfg), device)
         opt = make_optimizer(model, params.train)
         sched = make_schedule(opt, params.train, 10**9)
-        batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0))
+        batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0), device)
         ours = images / seconds(
             device, train_epoch, model, opt, sched, data.train, batches[:n_batches], "bench", progress=False
         )
@@ -232,7 +232,7 @@ def scaling(images: int) -> list[list[str]]:
     fresh = prepare_for_device(build_model("cnn", params.cnn), device)
     opt = make_optimizer(fresh, params.train)
     sched = make_schedule(opt, params.train, 10**9)
-    batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0))
+    batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0), device)
     sigmas = [0.0, 0.01, 0.02, 0.05, 0.1]
     knobs = [  # (knob, size A, size B, run(size)); a size is a count or a (count, count) product
         (

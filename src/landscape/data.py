@@ -192,6 +192,11 @@ def load_dataset(root: str | Path, val_size: int, split_seed: int, device: torch
     )
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of shuffled index batches; the last batch may be smaller."""
-    return list(torch.randperm(n, generator=generator).split(batch_size))
+def batch_indices(
+    n: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> list[torch.Tensor]:
+    """One epoch of shuffled index batches on ``device``; the last batch may be smaller.
+
+    The permutation is drawn on the CPU (the same order on every device) and moved once per epoch.
+    """
+    return list(torch.randperm(n, generator=generator).to(device).split(batch_size))

@@ -107,9 +107,10 @@ def load_checkpoint(path: str | Path, expected: MLPParams | CNNParams | None = N
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            found = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), "a pickled object")
             raise StudyError(
                 f"refusing to load {path}: it holds objects other than tensors and plain containers "
-                f"({str(e).splitlines()[-1].strip()}). Only load checkpoints this pipeline wrote."
+                f"({found}). Only load checkpoints this pipeline wrote."
             ) from None
         raise StudyError(f"cannot read checkpoint {path}: it is truncated or not a checkpoint. Retrain it.") from None
     except Exception as e:  # torch.load raises many types for garbage input (KeyError, RuntimeError, ...)

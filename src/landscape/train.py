@@ -76,7 +76,7 @@ def train_epoch(
     where: str,
     progress: bool = True,
 ) -> tuple[float, float]:
-    """One pass over ``batches`` (index tensors into ``split``); returns the running mean loss and accuracy.
+    """One pass over ``batches`` (index tensors on ``split``'s device); returns the running mean loss and accuracy.
 
     Raises ``StudyError`` naming ``where`` and the first bad batch when the loss is not finite:
     after that batch on the CPU, within ``GPU_CHECK_EVERY`` batches on a GPU (where each check
@@ -90,7 +90,6 @@ def train_epoch(
     checked = 0
     bar = tqdm(batches, leave=False, unit="batch", disable=not progress, mininterval=0.5)
     for step, idx in enumerate(bar):
-        idx = idx.to(device, non_blocking=True)
         x, y = split.x[idx], split.y[idx]
         logits = model(x)
         loss = F.cross_entropy(logits, y)
@@ -143,7 +142,7 @@ def train_model(
 
     epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
     for epoch in epochs:
-        batches = batch_indices(len(data.train), cfg.batch_size, order)
+        batches = batch_indices(len(data.train), cfg.batch_size, order, device)
         running_loss, running_acc = train_epoch(
             model, optimizer, schedule, data.train, batches, f"{name} at epoch {epoch}", progress
         )
