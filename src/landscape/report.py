@@ -248,6 +248,15 @@ def slice_section(sl: dict[str, dict]) -> str:
         "||theta|| (biases and BN parameters are not moved), so both scales are on the same footing. "
         "See `plots/figures/slices.png`."
     )
+    if not steeper:
+        parts.append(
+            "Why ours may differ, not yet isolated layer by layer: filter normalization gives a 3x3 conv filter "
+            "(9 weights) a random direction as large as the filter itself, which replaces it outright, while the "
+            "same relative step spread over an MLP neuron's 784 inputs changes its output far less; so "
+            "filter-normalized sharpness depends on fan-in. With `slice.bn: frozen` (the default) the CNN's batch-norm "
+            "statistics also stay those of the unperturbed weights; rerun with "
+            "`dvc exp run -S slice.bn=recalibrated` to recompute them at every point."
+        )
     return "\n\n".join(parts)
 
 
