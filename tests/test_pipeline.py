@@ -43,10 +43,6 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
-def set_params(repo: Path, changes: dict) -> None:
-    update_params(repo / "params.yaml", changes)
-
-
 def commit(repo: Path, message: str) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", message], repo)
@@ -98,7 +94,7 @@ def test_first_repro_writes_every_output(repo: Path) -> None:
 
 
 def test_mlp_change_reruns_only_mlp_work(repo: Path) -> None:
-    set_params(repo, {"mlp": {"hidden": [24, 16]}})
+    update_params(repo / "params.yaml", {"mlp": {"hidden": [24, 16]}})
     out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert ran_stages(out) == {"train_mlp", "robustness@mlp", "slice@mlp", "plots"}
     assert not ran_stages(out) & CNN_WORK
@@ -114,7 +110,7 @@ def test_mlp_change_reruns_only_mlp_work(repo: Path) -> None:
 
 
 def test_robustness_change_reruns_no_training(repo: Path) -> None:
-    set_params(repo, {"robustness": {"trials": 3}})
+    update_params(repo / "params.yaml", {"robustness": {"trials": 3}})
     out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert ran_stages(out) == {"robustness@mlp", "robustness@cnn", "plots"}
     assert not ran_stages(out) & TRAINING

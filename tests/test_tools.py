@@ -22,21 +22,24 @@ def test_stage_commands_expand_foreach_in_dependency_order() -> None:
     assert names[0] == "download" and names[-1] == "plots"
     assert commands["robustness@cnn"] == "python stages/robustness.py cnn"
     assert "${item}" not in "".join(commands.values())
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     produced_by = {}
+    for full, body, item in expanded_stages():
+        for out in body.get("outs", []) + body.get("metrics", []):
+            produced_by[substitute(next(iter(out)) if isinstance(out, dict) else out, item)] = full
+    for full, body, item in expanded_stages():
+        for dep in body.get("deps", []):
+            producer = produced_by.get(substitute(dep, item))
+            if producer:
+                assert names.index(producer) < names.index(full), f"{full} runs before {producer}"
+
+
+def expanded_stages():
+    """(name, stage body, foreach item or None) for every stage of dvc.yaml, as DVC expands them."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        body = stage.get("do", stage)
-        items = stage.get("foreach", [None])
-        for item in items:
-            full = f"{name}@{item}" if item else name
-            for out in body.get("outs", []) + body.get("metrics", []):
-                path = next(iter(out)) if isinstance(out, dict) else out
-                produced_by[path.replace("${item}", str(item))] = full
-    for name, stage in stages.items():
-        body = stage.get("do", stage)
         for item in stage.get("foreach", [None]):
-            full = f"{name}@{item}" if item else name
-            for dep in body.get("deps", []):
-                producer = produced_by.get(dep.replace("${item}", str(item)))
-                if producer:
-                    assert names.index(producer) < names.index(full), f"{full} runs before {producer}"
+            yield (f"{name}@{item}" if item else name), stage.get("do", stage), item
+
+
+def substitute(path: str, item: str | None) -> str:
+    return path.replace("${item}", str(item))

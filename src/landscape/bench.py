@@ -25,13 +25,15 @@ from torch.utils.data import DataLoader, Subset
 
 from landscape.atomic import write_text
 from landscape.cli import METRICS_DIR, RAW_DIR, study_inputs, trained_model
-from landscape.data import Split, batch_indices
+from landscape.data import Dataset, Split, batch_indices
 from landscape.device import keep_freed_memory
 from landscape.directions import filter_normalized_direction, gaussian_like, noise_delta, parameters_of
 from landscape.evaluate import evaluate
 from landscape.models import build_model
+from landscape.params import Params
 from landscape.perturb import restored
 from landscape.probes import ProbeData, robustness_probe, score_point, slice_probe
+from landscape.report import markdown_table
 from landscape.train import make_optimizer, make_schedule, prepare_for_device, train_epoch
 
 CONVENTIONAL_BATCH = 128
@@ -129,8 +131,15 @@ def matmul_flops_per_s(device, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / t
 
 
-def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, probe_points: int) -> list[list[str]]:
-    params, device, data = study_inputs()
+def bench(
+    params: Params,
+    device: torch.device,
+    data: Dataset,
+    n_train_batches: dict[str, int],
+    eval_images: int,
+    probe_images: int,
+    probe_points: int,
+) -> list[list[str]]:
     rows: list[list[str]] = []
     conv_kw = {"num_workers": 0}
     for name in ("mlp", "cnn"):
@@ -221,9 +230,8 @@ def bench(n_train_batches: dict[str, int], eval_images: int, probe_images: int, 
     return rows
 
 
-def scaling(images: int) -> list[list[str]]:
+def scaling(params: Params, device: torch.device, data: Dataset, images: int) -> list[list[str]]:
     """How the CNN's cost grows with each knob: the same measurement at two sizes."""
-    params, device, data = study_inputs()
     model = trained_model("cnn", params, device)
     bs = params.train.eval_batch_size
     subset = data.val.subset(images, 0)
@@ -273,12 +281,6 @@ def scaling(images: int) -> list[list[str]]:
     return rows
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlp-batches", type=int, default=200, help="training batches timed for the MLP")
@@ -290,27 +292,33 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default bench/results-<device>.md)")
     args = parser.parse_args()
     keep_freed_memory()
+    params, device, data = study_inputs()  # loaded once for every measurement below
     rows = bench(
-        {"mlp": args.mlp_batches, "cnn": args.cnn_batches}, args.eval_images, args.probe_images, args.probe_points
+        params,
+        device,
+        data,
+        {"mlp": args.mlp_batches, "cnn": args.cnn_batches},
+        args.eval_images,
+        args.probe_images,
+        args.probe_points,
     )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = (
-        torch.cuda.get_device_name()
-        if device == "cuda"
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     table = markdown_table(["measure", "unit", "ours", "conventional", "ratio"], rows)
     grow = markdown_table(
         ["CNN cost vs", "size A", "size B", "time A", "time B", "size ratio", "time ratio"],
-        scaling(args.scaling_images),
+        scaling(params, device, data, args.scaling_images),
     )
     text = (
-        f"Benchmark on {device} ({machine}), torch {torch.__version__}\n\n{table}\n\n"
+        f"Benchmark on {device.type} ({machine}), torch {torch.__version__}\n\n{table}\n\n"
         f"Scaling (probe evaluations on {args.scaling_images}-image subsets; each time is the best of "
         f"{REPEATS}):\n\n{grow}\n"
     )
     print(text)
-    out = args.out or Path("bench") / f"results-{device}.md"
+    out = args.out or Path("bench") / f"results-{device.type}.md"
     write_text(out, text)
     print(f"wrote {out}")
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from landscape.atomic import write_bytes  # noqa: E402
+from landscape.report import noise_modes  # noqa: E402
 
 COLORS = {"mlp": "tab:blue", "cnn": "tab:orange"}
 LABELS = {"mlp": "MLP (A)", "cnn": "CNN (B)"}
@@ -140,15 +141,8 @@ def summary_figure(rows: list[tuple[str, dict[str, float], dict[str, float]]]) -
 def summary_rows(train: dict, robustness: dict, slices: dict) -> list[tuple[str, dict, dict]]:
     """The headline numbers per model: accuracy, gap, noise tolerance, curvature, basin width."""
     models = list(train)
-    mode = (
-        "filter"
-        if "filter" in robustness[models[0]]
-        else next(
-            k
-            for k in robustness[models[0]]
-            if isinstance(robustness[models[0]][k], dict) and "frozen" in robustness[models[0]][k]
-        )
-    )
+    modes = noise_modes(robustness[models[0]])
+    mode = "filter" if "filter" in modes else modes[0]
     star_key = next(iter(robustness[models[0]][mode]["frozen"]["sigma_star"]))
     tau_key = next(k for k in slices[models[0]]["val"] if k.startswith("width_tau="))
     return [

@@ -24,7 +24,7 @@ def verdict(agrees: bool) -> str:
     return "**agrees**" if agrees else "**differs**"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -51,7 +51,7 @@ def training_section(train: dict[str, dict]) -> str:
     return "\n\n".join(
         [
             "## 1. Which network trains and generalizes better?",
-            _table(
+            markdown_table(
                 [
                     "model",
                     "train acc",
@@ -113,7 +113,7 @@ def gap_section(train: dict[str, dict], history: dict[str, list[dict]]) -> str:
             "measured with dropout off and BN running statistics over the whole training split. "
             "*Running*: the average accuracy during the last epoch (dropout on, weights moving), "
             "the number most training logs print.",
-            _table(
+            markdown_table(
                 ["model", "gap (eval mode)", "gap (running)", "reference", "sign, eval mode", "sign, running"], rows
             ),
             why,
@@ -122,12 +122,17 @@ def gap_section(train: dict[str, dict], history: dict[str, list[dict]]) -> str:
     )
 
 
+def noise_modes(summary: dict) -> list[str]:
+    """The noise modes in a robustness summary: the keys whose value maps BN handlings to results."""
+    return [k for k, v in summary.items() if isinstance(v, dict) and "frozen" in v]
+
+
 def _acc_at(rob: dict, mode: str, bn: str, sigma_key: str) -> dict:
     return rob[mode][bn]["acc"][sigma_key]
 
 
 def robustness_section(rob: dict[str, dict]) -> str:
-    modes = [k for k in rob["cnn"] if isinstance(rob["cnn"][k], dict) and "frozen" in rob["cnn"][k]]
+    modes = noise_modes(rob["cnn"])
     sigma_keys = list(rob["cnn"][modes[0]]["frozen"]["acc"])
     parts = ["## 3. How tolerant is each solution to random parameter noise?"]
     parts.append(
@@ -143,7 +148,7 @@ def robustness_section(rob: dict[str, dict]) -> str:
             for bn in rob[m][mode]:
                 cells = [f"{100 * v['mean']:.2f} +- {100 * v['std']:.2f}" for v in rob[m][mode][bn]["acc"].values()]
                 rows.append([f"{NAMES[m]}, {bn}"] + cells)
-        parts.append(f"**mode {mode}** (accuracy in %)\n\n" + _table(header, rows))
+        parts.append(f"**mode {mode}** (accuracy in %)\n\n" + markdown_table(header, rows))
 
     star_rows = []
     for mode in modes:
@@ -159,7 +164,7 @@ def robustness_section(rob: dict[str, dict]) -> str:
     parts.append(
         "sigma*_d, the largest noise scale whose mean accuracy drop stays <= d, bracketed by bisection in log sigma "
         "(the interval holds sigma*):\n\n"
-        + _table(["mode", "model, BN"] + [f"drop <= {100 * float(d):g} pp" for d in drops], star_rows)
+        + markdown_table(["mode", "model, BN"] + [f"drop <= {100 * float(d):g} pp" for d in drops], star_rows)
     )
 
     floor = REFERENCE["noise_floor"]
@@ -235,7 +240,7 @@ def slice_section(sl: dict[str, dict]) -> str:
                 cells.append(f"{w['mean']:.3f} +- {w['std']:.3f}{cens}")
             cells += [f"{e['loss_at_minus_span']['mean']:.3g}", f"{e['loss_at_plus_span']['mean']:.3g}"]
             rows.append(cells)
-        parts.append(f"**{split} subset** (mean +- std over directions)\n\n" + _table(header, rows))
+        parts.append(f"**{split} subset** (mean +- std over directions)\n\n" + markdown_table(header, rows))
     k_mlp, k_cnn = sl["mlp"]["val"]["curvature"], sl["cnn"]["val"]["curvature"]
     separated = abs(k_mlp["mean"] - k_cnn["mean"]) > k_mlp["std"] + k_cnn["std"]
     steeper = k_mlp["mean"] > k_cnn["mean"]
