@@ -5,6 +5,7 @@ Stage scripts stay thin: they call ``run_stage(main)`` and compose library calls
 
 from __future__ import annotations
 
+import inspect
 import resource
 import sys
 import time
@@ -29,19 +30,20 @@ PLOTS_DIR = Path("plots")
 def run_stage(main: Callable[..., None]) -> None:
     """Run ``main(*argv)``; a ``StudyError`` becomes 'error: ...' on stderr and exit status 2."""
     keep_freed_memory()
+    args = sys.argv[1:]
     try:
-        main(*sys.argv[1:])
+        inspect.signature(main).bind(*args)
+    except TypeError as e:
+        print(f"error: wrong arguments {args} for {sys.argv[0]}: {e}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        main(*args)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; outputs written so far are complete files, the rest were not written.", file=sys.stderr)
         sys.exit(130)
-    except TypeError as e:
-        if "positional argument" not in str(e):
-            raise
-        print(f"error: wrong arguments {sys.argv[1:]} for {sys.argv[0]}: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 def study_inputs(model_name: str | None = None) -> tuple[Params, torch.device, Dataset]:

@@ -104,9 +104,10 @@ def train_epoch(
         correct += (logits.detach().argmax(dim=1) == y).sum()
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=device)
-    seen = sum(len(b) for b in batches)
-    return (losses.double() @ sizes).item() / seen, correct.item() / seen
+    sizes = [len(b) for b in batches]
+    seen = sum(sizes)
+    weights = torch.tensor(sizes, dtype=torch.float64, device=device)
+    return (losses.double() @ weights).item() / seen, correct.item() / seen
 
 
 def stop_if_diverged(losses: torch.Tensor, offset: int, optimizer: torch.optim.Optimizer, where: str) -> None:
