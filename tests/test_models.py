@@ -70,6 +70,55 @@ def test_cnn_has_batch_norm_and_dropout_mlp_has_neither():
     assert isinstance(build_model("cnn", CNN_CFG), CNN) and isinstance(build_model("mlp", MLP_CFG), MLP)
 
 
+def textbook_cnn(model: CNN, x: torch.Tensor) -> torch.Tensor:
+    """The CNN as described: conv -> BN (the module itself) -> ReLU -> max-pool, then the classifier."""
+    f = model.features
+    for i in range(0, len(f), CNN.BLOCK):
+        conv, bn = f[i], f[i + 1]
+        x = F.max_pool2d(F.relu(bn(conv(x))), 2)
+    return model.classifier(x)
+
+
+def cnn_with_nontrivial_batch_norm() -> CNN:
+    model = seeded_model("cnn", SMALL["cnn"])  # running statistics away from 0 / 1
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.5 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.5 * torch.randn(m.bias.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cnn_eval_forward_with_folded_batch_norm_matches_textbook_order(channels_last):
+    model = cnn_with_nontrivial_batch_norm().eval()
+    x = images(16, seed=5)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got, expected = model(x), textbook_cnn(model, x)
+    assert not torch.equal(model.features[1].running_var, torch.ones_like(model.features[1].running_var))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.argmax(1).tolist() == expected.argmax(1).tolist()
+
+
+def test_cnn_train_forward_is_bit_identical_to_textbook_order_and_updates_batch_norm_alike():
+    ours, reference = cnn_with_nontrivial_batch_norm().train(), cnn_with_nontrivial_batch_norm().train()
+    x = images(16, seed=6)
+    torch.manual_seed(0)  # the same dropout masks
+    got = ours(x)
+    torch.manual_seed(0)
+    expected = textbook_cnn(reference, x)
+    assert torch.equal(got, expected)  # pooling before ReLU is exact: max commutes with ReLU
+    for a, b in zip(ours.buffers(), reference.buffers(), strict=True):
+        assert torch.equal(a, b)
+    got.square().sum().backward()
+    expected.square().sum().backward()
+    for (key, a), b in zip(ours.named_parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad), key
+
+
 def test_unknown_model_is_a_study_error():
     with pytest.raises(StudyError, match="resnet"):
         build_model("resnet", MLP_CFG)

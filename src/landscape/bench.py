@@ -17,6 +17,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -39,25 +40,29 @@ from landscape.train import make_optimizer, make_schedule, prepare_for_device, t
 CONVENTIONAL_BATCH = 128
 
 
-REPEATS = 3  # each measurement is the best of this many calls: this machine's timings are noisy
+REPEATS = 5  # each measurement is the best of this many calls: this machine's timings are noisy
 
 
-def seconds(on: torch.device, fn: Callable[..., object], *args, **kwargs) -> float:
-    """Best wall time of ``REPEATS`` calls of ``fn(*args, **kwargs)``, each including device ``on``'s queued work.
+def seconds(on: torch.device, *calls: Callable[[], object]) -> tuple[float, ...]:
+    """Best wall time of ``REPEATS`` runs of each zero-argument call, including device ``on``'s queued work.
 
-    One untimed call first warms up kernels and allocations for the shapes involved.
+    One untimed run of each first warms up kernels and allocations. The calls take turns within
+    every repeat, so a slow spell of a shared machine hits all of them alike and a ratio of two
+    results compares like with like.
     """
-    fn(*args, **kwargs)
-    best = float("inf")
+    for call in calls:
+        call()
+    best = [float("inf")] * len(calls)
     for _ in range(REPEATS):
-        if on.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        if on.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+        for i, call in enumerate(calls):
+            if on.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            call()
+            if on.type == "cuda":
+                torch.cuda.synchronize()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return tuple(best)
 
 
 def conventional_dataset(train: bool, mean: float, std: float, indices: list[int] | None = None):
@@ -105,6 +110,12 @@ def sweep(fn: Callable[..., object], scales, *args, **kwargs) -> None:
         fn(*args, scale, **kwargs)
 
 
+def probe_sweep(model: nn.Module, delta: list[torch.Tensor], scales, data: ProbeData) -> None:
+    """Our probe step at every scale: theta0 + scale * delta in place, scored, restored once at the end."""
+    with restored(model) as handle:
+        sweep(score_point, scales, model, handle, delta, bn="frozen", data=data)
+
+
 def forward_flops(model: nn.Module, device) -> int:
     """Multiply-adds x 2 of conv and linear layers for one 1x28x28 image (BN, ReLU, pooling left out)."""
     total = 0
@@ -117,9 +128,10 @@ def forward_flops(model: nn.Module, device) -> int:
         elif isinstance(module, nn.Linear):
             total += 2 * module.in_features * module.out_features * output.shape[0]
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    counted = copy.deepcopy(model).train()  # train mode calls every layer (eval mode folds BN into conv)
+    handles = [m.register_forward_hook(hook) for m in counted.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     with torch.no_grad():
-        model.eval()(torch.zeros(1, 1, 28, 28, device=device))
+        counted(torch.zeros(1, 1, 28, 28, device=device))
     for h in handles:
         h.remove()
     return total
@@ -127,7 +139,7 @@ def forward_flops(model: nn.Module, device) -> int:
 
 def matmul_flops_per_s(device, n: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    t = seconds(device, sweep, lambda _: torch.mm(a, b), range(repeats))
+    (t,) = seconds(device, partial(sweep, lambda _: torch.mm(a, b), range(repeats)))
     return 2 * n**3 * repeats / t
 
 
@@ -152,17 +164,18 @@ def bench(
         opt = make_optimizer(model, params.train)
         sched = make_schedule(opt, params.train, 10**9)
         batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0), device)
-        ours = images / seconds(
-            device, train_epoch, model, opt, sched, data.train, batches[:n_batches], "bench", progress=False
-        )
-
         torch.manual_seed(0)
         ref_model = build_model(name, cfg).to(device)
         ref_opt = make_optimizer(ref_model, params.train)
         loader = DataLoader(
             conventional_dataset(True, data.mean, data.std), CONVENTIONAL_BATCH, shuffle=True, **conv_kw
         )
-        ref_t = seconds(device, conventional_train, ref_model, ref_opt, loader, n_batches, device)
+        ours_t, ref_t = seconds(
+            device,
+            partial(train_epoch, model, opt, sched, data.train, batches[:n_batches], "bench", progress=False),
+            partial(conventional_train, ref_model, ref_opt, loader, n_batches, device),
+        )
+        ours = images / ours_t
         ref = n_batches * CONVENTIONAL_BATCH / ref_t
         rows.append([f"train {name}", "images/s", f"{ours:,.0f}", f"{ref:,.0f}", f"{ours / ref:.1f}x"])
 
@@ -183,11 +196,13 @@ def bench(
         trained = trained_model(name, params, device)
         val = data.val.subset(eval_images, 0)
         bs = params.train.eval_batch_size
-        ours = eval_images / seconds(device, evaluate, trained, val, bs)
         val_idx = list(range(eval_images))
         ref_ds = Subset(conventional_dataset(True, data.mean, data.std), val_idx)
         ref_loader = DataLoader(ref_ds, batch_size=1000, **conv_kw)
-        ref = eval_images / seconds(device, conventional_eval, trained, ref_loader, device)
+        ours_t, ref_t = seconds(
+            device, partial(evaluate, trained, val, bs), partial(conventional_eval, trained, ref_loader, device)
+        )
+        ours, ref = eval_images / ours_t, eval_images / ref_t
         rows.append([f"evaluate {name}", "images/s", f"{ours:,.0f}", f"{ref:,.0f}", f"{ours / ref:.1f}x"])
 
         probe_split = Split(data.val.x[:probe_images], data.val.y[:probe_images])
@@ -199,11 +214,12 @@ def bench(
             "slice": filter_normalized_direction(trained, 0),
         }
         scales = [0.01 * (i + 1) for i in range(probe_points)]
+        base = copy.deepcopy(trained)  # the conventional path's unperturbed model while ours moves `trained`
         for kind, delta in kinds.items():
-            with restored(trained) as handle:
-                ours_t = seconds(device, sweep, score_point, scales, trained, handle, delta, bn="frozen", data=probe)
-            ref_t = seconds(
-                device, sweep, conventional_point, scales, trained, delta, loader=probe_loader, device=device
+            ours_t, ref_t = seconds(
+                device,
+                partial(probe_sweep, trained, delta, scales, probe),
+                partial(sweep, conventional_point, scales, base, delta, loader=probe_loader, device=device),
             )
             rows.append(
                 [
@@ -266,7 +282,7 @@ def scaling(params: Params, device: torch.device, data: Dataset, images: int) ->
     rows = []
     for knob, small, large, run in knobs:
         size = {c: c if isinstance(c, int) else c[0] * c[1] for c in (small, large)}
-        t_small, t_large = seconds(device, run, small), seconds(device, run, large)
+        t_small, t_large = seconds(device, partial(run, small), partial(run, large))
         rows.append(
             [
                 knob,

@@ -41,7 +41,15 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """Conv blocks (conv3x3 + BN + ReLU + max-pool 2), dropout, fc hidden layer, dropout, 10 outputs."""
+    """Conv blocks (conv3x3 + BN + ReLU + max-pool 2), dropout, fc hidden layer, dropout, 10 outputs.
+
+    Two exact rewrites make it cheaper without changing the function: each block pools before
+    its ReLU (max commutes with the monotone ReLU, so the output is bit-identical, from a quarter
+    of the elements), and a batch-norm layer in eval mode is folded into its convolution
+    (`conv_bn`): the same affine map, one pass fewer over the activations.
+    """
+
+    BLOCK = 4  # modules per conv block in ``features``: conv, BN, max-pool, ReLU
 
     def __init__(self, channels: list[int], fc: int, dropout_conv: float, dropout_fc: float):
         super().__init__()
@@ -51,8 +59,8 @@ class CNN(nn.Module):
             blocks += [
                 nn.Conv2d(c_in, c_out, kernel_size=3, padding=1),
                 nn.BatchNorm2d(c_out),
-                nn.ReLU(),
                 nn.MaxPool2d(2),
+                nn.ReLU(),
             ]
             c_in = c_out
         side = IMAGE_SIDE // 2 ** len(channels)
@@ -67,7 +75,23 @@ class CNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        layers = list(self.features)
+        for i in range(0, len(layers), self.BLOCK):
+            conv, bn, pool, relu = layers[i : i + self.BLOCK]
+            x = relu(pool(conv_bn(conv, bn, x)))
+        return self.classifier(x)
+
+
+def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``. With BN in eval mode, one convolution whose weights and bias have BN's
+    running statistics and affine parameters folded in: equal up to float rounding. In train mode
+    (training, or recalibrating BN statistics) BN runs as usual on the batch statistics.
+    """
+    if bn.training:
+        return bn(conv(x))
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), (bias - bn.running_mean) * scale + bn.bias)
 
 
 BUILDERS: dict[str, Callable[[Any], nn.Module]] = {

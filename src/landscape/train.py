@@ -48,9 +48,13 @@ class EpochRecord:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    """SGD or Adam with the fused kernel: one pass over all parameters per step instead of a
+    Python loop over tensors, the optimizer's main cost for the small MLP."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True
+        )
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainParams, steps: int):
@@ -90,7 +94,7 @@ def train_epoch(
     checked = 0
     bar = tqdm(batches, leave=False, unit="batch", disable=not progress, mininterval=0.5)
     for step, idx in enumerate(bar):
-        x, y = split.x[idx], split.y[idx]
+        x, y = split.x.index_select(0, idx), split.y.index_select(0, idx)  # a plain gather, cheaper than x[idx]
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         losses[step] = loss.detach()
