@@ -13,7 +13,15 @@ from torch import nn
 from landscape.data import Split
 from landscape.errors import StudyError
 from landscape.evaluate import evaluate
-from landscape.models import CNN, MLP, build_model, count_parameters, load_checkpoint, save_checkpoint
+from landscape.models import (
+    CNN,
+    MLP,
+    build_model,
+    count_parameters,
+    load_checkpoint,
+    max_pool_2x2,
+    save_checkpoint,
+)
 from landscape.params import CNNParams, MLPParams
 
 MLP_CFG = MLPParams(hidden=[256, 128])
@@ -79,8 +87,8 @@ def textbook_cnn(model: CNN, x: torch.Tensor) -> torch.Tensor:
     return model.classifier(x)
 
 
-def cnn_with_nontrivial_batch_norm() -> CNN:
-    model = seeded_model("cnn", SMALL["cnn"])  # running statistics away from 0 / 1
+def cnn_with_nontrivial_batch_norm(cfg: CNNParams = SMALL["cnn"]) -> CNN:
+    model = seeded_model("cnn", cfg)  # running statistics away from 0 / 1
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for m in model.modules():
@@ -91,8 +99,10 @@ def cnn_with_nontrivial_batch_norm() -> CNN:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cnn_eval_forward_with_folded_batch_norm_matches_textbook_order(channels_last):
-    model = cnn_with_nontrivial_batch_norm().eval()
+@pytest.mark.parametrize("channels", [[4, 8], [4, 8, 8]])  # three blocks pool an odd side: 7 -> 3
+def test_cnn_eval_forward_with_folded_batch_norm_matches_textbook_order(channels_last, channels):
+    cfg = CNNParams(channels=channels, fc=16, dropout_conv=0.25, dropout_fc=0.5)
+    model = cnn_with_nontrivial_batch_norm(cfg).eval()
     x = images(16, seed=5)
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
@@ -117,6 +127,19 @@ def test_cnn_train_forward_is_bit_identical_to_textbook_order_and_updates_batch_
     expected.square().sum().backward()
     for (key, a), b in zip(ours.named_parameters(), reference.parameters(), strict=True):
         assert torch.equal(a.grad, b.grad), key
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 28, 28), (3, 2, 7, 7), (1, 1, 5, 6), (2, 3, 3, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_strided_max_pool_equals_max_pool2d_exactly(shape, channels_last):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(8)).round(decimals=1)  # many ties
+    x[0, 0, 0, 0] = float("nan")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    got, expected = max_pool_2x2(x), F.max_pool2d(x, 2)
+    assert got.shape == expected.shape
+    assert torch.equal(got.isnan(), expected.isnan()) and got.isnan().any()
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
 
 
 def test_unknown_model_is_a_study_error():

@@ -43,10 +43,11 @@ class MLP(nn.Module):
 class CNN(nn.Module):
     """Conv blocks (conv3x3 + BN + ReLU + max-pool 2), dropout, fc hidden layer, dropout, 10 outputs.
 
-    Two exact rewrites make it cheaper without changing the function: each block pools before
-    its ReLU (max commutes with the monotone ReLU, so the output is bit-identical, from a quarter
-    of the elements), and a batch-norm layer in eval mode is folded into its convolution
-    (`conv_bn`): the same affine map, one pass fewer over the activations.
+    Rewrites make it cheaper without changing the function: each block pools before its ReLU
+    (max commutes with the monotone ReLU, so the output is bit-identical, from a quarter of the
+    elements); without autograd, pooling takes strided maxima (`max_pool_2x2`, also exact); and a
+    batch-norm layer in eval mode is folded into its convolution (`conv_bn`): the same affine map
+    up to float rounding, one pass fewer over the activations.
     """
 
     BLOCK = 4  # modules per conv block in ``features``: conv, BN, max-pool, ReLU
@@ -78,8 +79,21 @@ class CNN(nn.Module):
         layers = list(self.features)
         for i in range(0, len(layers), self.BLOCK):
             conv, bn, pool, relu = layers[i : i + self.BLOCK]
-            x = relu(pool(conv_bn(conv, bn, x)))
+            y = conv_bn(conv, bn, x)
+            x = relu(pool(y) if torch.is_grad_enabled() else max_pool_2x2(y))
         return self.classifier(x)
+
+
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``MaxPool2d(2)`` where no backward pass follows: two elementwise maxima of strided views.
+
+    Exact (a maximum involves no rounding; NaN propagates as in ``max_pool2d``), and it skips the
+    argmax indices that ``max_pool2d`` computes for a backward pass. An odd last row or column is
+    dropped, as ``MaxPool2d(2)`` does.
+    """
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+    x = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+    return torch.maximum(x[..., 0::2], x[..., 1::2])
 
 
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
