@@ -297,6 +297,20 @@ def scaling(params: Params, device: torch.device, data: Dataset, images: int) ->
     return rows
 
 
+EVAL_BATCH_SIZES = (64, 128, 256, 512, 1024, 2048)
+
+
+def eval_batch_sizes(params: Params, device: torch.device, data: Dataset, images: int) -> list[list[str]]:
+    """Evaluation images/s of each trained model at each batch size: what `train.eval_batch_size` is chosen by."""
+    val = data.val.subset(images, 0)
+    rows = []
+    for name in ("mlp", "cnn"):
+        model = trained_model(name, params, device)
+        times = seconds(device, *(partial(evaluate, model, val, bs) for bs in EVAL_BATCH_SIZES))
+        rows.append([name, *(f"{images / t:,.0f}" for t in times)])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlp-batches", type=int, default=200, help="training batches timed for the MLP")
@@ -328,10 +342,16 @@ def main() -> None:
         ["CNN cost vs", "size A", "size B", "time A", "time B", "size ratio", "time ratio"],
         scaling(params, device, data, args.scaling_images),
     )
+    sizes = markdown_table(
+        ["model", *(f"batch {bs}" for bs in EVAL_BATCH_SIZES)],
+        eval_batch_sizes(params, device, data, args.eval_images),
+    )
     text = (
         f"Benchmark on {device.type} ({machine}), torch {torch.__version__}\n\n{table}\n\n"
         f"Scaling (probe evaluations on {args.scaling_images}-image subsets; each time is the best of "
-        f"{REPEATS}):\n\n{grow}\n"
+        f"{REPEATS}):\n\n{grow}\n\n"
+        f"Evaluation images/s by batch size ({args.eval_images} validation images; the pipeline uses "
+        f"train.eval_batch_size = {params.train.eval_batch_size}):\n\n{sizes}\n"
     )
     print(text)
     out = args.out or Path("bench") / f"results-{device.type}.md"
