@@ -144,7 +144,7 @@ def load_checkpoint(path: str | Path, expected: MLPParams | CNNParams | None = N
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
+        if "GLOBAL" in str(e):  # torch names the refused class as "GLOBAL module.name"
             found = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), "a pickled object")
             raise StudyError(
                 f"refusing to load {path}: it holds objects other than tensors and plain containers "
