@@ -143,10 +143,21 @@ def matmul_flops_per_s(device, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / t
 
 
+def fresh_training(name: str, params: Params, device: torch.device, data: Dataset):
+    """A seeded untrained model, its optimizer and schedule (never annealing here), and one epoch of batches."""
+    torch.manual_seed(0)
+    model = prepare_for_device(build_model(name, params.model(name)), device)
+    optimizer = make_optimizer(model, params.train)
+    schedule = make_schedule(optimizer, params.train, 10**9)
+    batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0), device)
+    return model, optimizer, schedule, batches
+
+
 def bench(
     params: Params,
     device: torch.device,
     data: Dataset,
+    trained_models: dict[str, nn.Module],
     n_train_batches: dict[str, int],
     eval_images: int,
     probe_images: int,
@@ -159,11 +170,7 @@ def bench(
         n_batches = n_train_batches[name]
         images = n_batches * params.train.batch_size
 
-        torch.manual_seed(0)
-        model = prepare_for_device(build_model(name, cfg), device)
-        opt = make_optimizer(model, params.train)
-        sched = make_schedule(opt, params.train, 10**9)
-        batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0), device)
+        model, opt, sched, batches = fresh_training(name, params, device, data)
         torch.manual_seed(0)
         ref_model = build_model(name, cfg).to(device)
         ref_opt = make_optimizer(ref_model, params.train)
@@ -193,7 +200,7 @@ def bench(
                 ]
             )
 
-        trained = trained_model(name, params, device)
+        trained = trained_models[name]
         val = data.val.subset(eval_images, 0)
         bs = params.train.eval_batch_size
         val_idx = list(range(eval_images))
@@ -246,17 +253,12 @@ def bench(
     return rows
 
 
-def scaling(params: Params, device: torch.device, data: Dataset, images: int) -> list[list[str]]:
-    """How the CNN's cost grows with each knob: the same measurement at two sizes."""
-    model = trained_model("cnn", params, device)
+def scaling(params: Params, device: torch.device, data: Dataset, model: nn.Module, images: int) -> list[list[str]]:
+    """How the trained CNN's cost grows with each knob: the same measurement at two sizes."""
     bs = params.train.eval_batch_size
     subset = data.val.subset(images, 0)
     probe = ProbeData(splits={"val": subset}, bn_data=subset, batch_size=bs)
-    torch.manual_seed(0)
-    fresh = prepare_for_device(build_model("cnn", params.cnn), device)
-    opt = make_optimizer(fresh, params.train)
-    sched = make_schedule(opt, params.train, 10**9)
-    batches = batch_indices(len(data.train), params.train.batch_size, torch.Generator().manual_seed(0), device)
+    fresh, opt, sched, batches = fresh_training("cnn", params, device, data)
     sigmas = [0.0, 0.01, 0.02, 0.05, 0.1]
     knobs = [  # (knob, size A, size B, run(size)); a size is a count or a (count, count) product
         (
@@ -300,12 +302,13 @@ def scaling(params: Params, device: torch.device, data: Dataset, images: int) ->
 EVAL_BATCH_SIZES = (64, 128, 256, 512, 1024, 2048)
 
 
-def eval_batch_sizes(params: Params, device: torch.device, data: Dataset, images: int) -> list[list[str]]:
+def eval_batch_sizes(
+    device: torch.device, data: Dataset, trained_models: dict[str, nn.Module], images: int
+) -> list[list[str]]:
     """Evaluation images/s of each trained model at each batch size: what `train.eval_batch_size` is chosen by."""
     val = data.val.subset(images, 0)
     rows = []
-    for name in ("mlp", "cnn"):
-        model = trained_model(name, params, device)
+    for name, model in trained_models.items():
         times = seconds(device, *(partial(evaluate, model, val, bs) for bs in EVAL_BATCH_SIZES))
         rows.append([name, *(f"{images / t:,.0f}" for t in times)])
     return rows
@@ -323,10 +326,12 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()
     params, device, data = study_inputs()  # loaded once for every measurement below
+    trained = {name: trained_model(name, params, device) for name in ("mlp", "cnn")}
     rows = bench(
         params,
         device,
         data,
+        trained,
         {"mlp": args.mlp_batches, "cnn": args.cnn_batches},
         args.eval_images,
         args.probe_images,
@@ -340,11 +345,11 @@ def main() -> None:
     table = markdown_table(["measure", "unit", "ours", "conventional", "ratio"], rows)
     grow = markdown_table(
         ["CNN cost vs", "size A", "size B", "time A", "time B", "size ratio", "time ratio"],
-        scaling(params, device, data, args.scaling_images),
+        scaling(params, device, data, trained["cnn"], args.scaling_images),
     )
     sizes = markdown_table(
         ["model", *(f"batch {bs}" for bs in EVAL_BATCH_SIZES)],
-        eval_batch_sizes(params, device, data, args.eval_images),
+        eval_batch_sizes(device, data, trained, args.eval_images),
     )
     text = (
         f"Benchmark on {device.type} ({machine}), torch {torch.__version__}\n\n{table}\n\n"
