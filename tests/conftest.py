@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 import yaml
 
+from landscape.params import CNNParams, MLPParams
+
 REPO = Path(__file__).resolve().parents[1]
+
+# Small model configs for fast unit tests of the models and the training loop.
+SMALL_MODELS = {
+    "mlp": MLPParams(hidden=[16, 8]),
+    "cnn": CNNParams(channels=[4, 8], fc=16, dropout_conv=0.25, dropout_fc=0.5),
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

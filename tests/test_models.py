@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import SMALL_MODELS as SMALL
 from landscape.data import Split
 from landscape.errors import StudyError
 from landscape.evaluate import evaluate
@@ -26,7 +27,6 @@ from landscape.params import CNNParams, MLPParams
 
 MLP_CFG = MLPParams(hidden=[256, 128])
 CNN_CFG = CNNParams(channels=[32, 64], fc=128, dropout_conv=0.25, dropout_fc=0.5)
-SMALL = {"mlp": MLPParams(hidden=[16, 8]), "cnn": CNNParams(channels=[4, 8], fc=16, dropout_conv=0.25, dropout_fc=0.5)}
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:

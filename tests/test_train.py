@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import SMALL_MODELS as SMALL
 from landscape.data import Split, batch_indices
 from landscape.models import build_model
-from landscape.params import CNNParams, MLPParams, TrainParams
+from landscape.params import TrainParams
 from landscape.train import make_optimizer, make_schedule, train_epoch
 
-SMALL = {"mlp": MLPParams(hidden=[16, 8]), "cnn": CNNParams(channels=[4, 8], fc=16, dropout_conv=0.25, dropout_fc=0.5)}
 N_IMAGES, BATCH = 100, 32  # 4 batches, the last one short (4 images)
 
 
