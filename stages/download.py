@@ -1,8 +1,8 @@
 """Stage download: fetch the four idx files, verify them, write data/raw/."""
 
-from landscape.cli import RAW_DIR, run_stage
-from landscape.data import download
+from landscape.fetch import download
 from landscape.params import load_params
+from landscape.stage import RAW_DIR, run_stage
 
 
 def main() -> None:

@@ -12,4 +12,4 @@ python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is
 skip=()
 [ -d data/raw/FashionMNIST/raw ] && skip=(--skip download)
 python tools/run_stages.py "${skip[@]}" | tee "$out/pipeline-times.txt"
-python -m landscape.bench --out "$out/results-$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")').md"
+python bench/bench.py --out "$out/results-$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")').md"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 
 import torch
+from torch import nn
 
 from landscape.errors import StudyError
 
@@ -40,3 +41,11 @@ def keep_freed_memory() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
     except (OSError, AttributeError):
         pass
+
+
+def prepare_for_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to ``device``; conv nets use channels_last, which is faster on CPU and GPU alike."""
+    model = model.to(device)
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model

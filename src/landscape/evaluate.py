@@ -21,13 +21,16 @@ class Score:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int) -> Score:
-    """Mean cross-entropy and accuracy over ``split`` in eval mode (BN running stats, no dropout).
+def evaluate(model: nn.Module, split: Split, batch_size: int, keep_modes: bool = False) -> Score:
+    """Mean cross-entropy and accuracy over ``split`` in eval mode (BN running stats, no dropout), in
+    batches of ``batch_size`` taken in order.
 
-    The model's train/eval flag is restored afterwards.
+    With ``keep_modes`` each module keeps its own train/eval flag (to measure with dropout or BN batch
+    statistics on). The model's train/eval flag is restored afterwards.
     """
     was_training = model.training
-    model.eval()
+    if not keep_modes:
+        model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.y.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.y.device)
     for start in range(0, len(split), batch_size):

@@ -9,30 +9,33 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from landscape.atomic import write_via
 from landscape.errors import StudyError
-from landscape.params import CNNParams, MLPParams
+from landscape.params import ModelConfig
 
 IMAGE_SIDE = 28
 N_CLASSES = 10
 
 
 class MLP(nn.Module):
-    """784 -> hidden... -> 10 with ReLU; no normalization, no regularization."""
+    """784 -> hidden... -> 10 with ReLU. Model A has neither BN nor dropout; the factorial's MLP variants put
+    BN after each hidden linear layer (before ReLU) and dropout as Model B does: ``dropout[0]`` after the
+    first hidden layer, ``dropout[1]`` after the last one."""
 
-    def __init__(self, hidden: list[int]):
+    def __init__(self, hidden: list[int], bn: bool = False, dropout: tuple[float, float] = (0.0, 0.0)):
         super().__init__()
         widths = [IMAGE_SIDE * IMAGE_SIDE, *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
-        for w_in, w_out in zip(widths, widths[1:], strict=False):
-            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        for i, (w_in, w_out) in enumerate(zip(widths, widths[1:], strict=False)):
+            layers += [nn.Linear(w_in, w_out), *([nn.BatchNorm1d(w_out)] if bn else []), nn.ReLU()]
+            rate = dropout[1] if i == len(hidden) - 1 else dropout[0] if i == 0 else 0.0
+            if rate > 0:
+                layers.append(nn.Dropout(rate))
         layers.append(nn.Linear(widths[-1], N_CLASSES))
         self.net = nn.Sequential(*layers)
 
@@ -41,25 +44,26 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """Conv blocks (conv3x3 + BN + ReLU + max-pool 2), dropout, fc hidden layer, dropout, 10 outputs.
+    """Conv blocks (conv3x3 [+ BN] + ReLU + max-pool 2), dropout, fc hidden layer, dropout, 10 outputs.
 
     Rewrites make it cheaper without changing the function: each block pools before its ReLU
     (max commutes with the monotone ReLU, so the output is bit-identical, from a quarter of the
     elements); without autograd, pooling takes strided maxima (`max_pool_2x2`, also exact); and a
     batch-norm layer in eval mode is folded into its convolution (`conv_bn`): the same affine map
-    up to float rounding, one pass fewer over the activations.
+    up to float rounding, one pass fewer over the activations. Without BN the block holds an
+    ``nn.Identity`` in BN's place.
     """
 
-    BLOCK = 4  # modules per conv block in ``features``: conv, BN, max-pool, ReLU
+    BLOCK = 4  # modules per conv block in ``features``: conv, BN (or Identity), max-pool, ReLU
 
-    def __init__(self, channels: list[int], fc: int, dropout_conv: float, dropout_fc: float):
+    def __init__(self, channels: list[int], fc: int, bn: bool = True, dropout: tuple[float, float] = (0.25, 0.5)):
         super().__init__()
         blocks: list[nn.Module] = []
         c_in = 1
         for c_out in channels:
             blocks += [
                 nn.Conv2d(c_in, c_out, kernel_size=3, padding=1),
-                nn.BatchNorm2d(c_out),
+                nn.BatchNorm2d(c_out) if bn else nn.Identity(),
                 nn.MaxPool2d(2),
                 nn.ReLU(),
             ]
@@ -67,11 +71,11 @@ class CNN(nn.Module):
         side = IMAGE_SIDE // 2 ** len(channels)
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout_conv),
+            nn.Dropout(dropout[0]),
             nn.Flatten(),
             nn.Linear(c_in * side * side, fc),
             nn.ReLU(),
-            nn.Dropout(dropout_fc),
+            nn.Dropout(dropout[1]),
             nn.Linear(fc, N_CLASSES),
         )
 
@@ -96,44 +100,40 @@ def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(x[..., 0::2], x[..., 1::2])
 
 
-def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+def conv_bn(conv: nn.Conv2d, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``bn(conv(x))``. With BN in eval mode, one convolution whose weights and bias have BN's
     running statistics and affine parameters folded in: equal up to float rounding. In train mode
     (training, or recalibrating BN statistics) BN runs as usual on the batch statistics.
     """
-    if bn.training:
+    if not isinstance(bn, nn.BatchNorm2d) or bn.training:
         return bn(conv(x))
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), (bias - bn.running_mean) * scale + bn.bias)
 
 
-BUILDERS: dict[str, Callable[[Any], nn.Module]] = {
-    "mlp": lambda cfg: MLP(list(cfg.hidden)),
-    "cnn": lambda cfg: CNN(list(cfg.channels), cfg.fc, cfg.dropout_conv, cfg.dropout_fc),
-}
-CONFIG_TYPES = {"mlp": MLPParams, "cnn": CNNParams}
-
-
-def build_model(name: str, cfg: MLPParams | CNNParams) -> nn.Module:
-    """A freshly initialized model (uses the global torch RNG: seed before calling)."""
-    if name not in BUILDERS:
-        raise StudyError(f"unknown model '{name}'; known models: {', '.join(BUILDERS)}.")
-    return BUILDERS[name](cfg)
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A freshly initialized network (uses the global torch RNG: seed before calling)."""
+    if cfg.family not in ("mlp", "cnn"):
+        raise StudyError(f"unknown model family '{cfg.family}'; the families are 'mlp' and 'cnn'.")
+    rates = (cfg.dropout[0], cfg.dropout[1])
+    if cfg.family == "cnn":
+        return CNN(list(cfg.widths), cfg.fc, cfg.bn, rates)
+    return MLP(list(cfg.widths), cfg.bn, rates)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(path: str | Path, name: str, cfg: MLPParams | CNNParams, model: nn.Module, extra: dict) -> Path:
+def save_checkpoint(path: str | Path, name: str, cfg: ModelConfig, model: nn.Module, extra: dict) -> Path:
     """Write model weights, its config and ``extra`` (plain values) atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {"name": name, "config": dataclasses.asdict(cfg), "state_dict": state, "extra": extra}
     return write_via(path, lambda p: torch.save(payload, p))
 
 
-def load_checkpoint(path: str | Path, expected: MLPParams | CNNParams | None = None) -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model stored at ``path``; refuse anything but tensors and plain containers.
 
     If ``expected`` is given, the stored config must equal it.
@@ -158,18 +158,19 @@ def load_checkpoint(path: str | Path, expected: MLPParams | CNNParams | None = N
     if not isinstance(payload, dict) or not {"name", "config", "state_dict"} <= payload.keys():
         raise StudyError(f"{path} is not a checkpoint written by this pipeline (missing name/config/state_dict).")
     name = payload["name"]
-    if name not in CONFIG_TYPES:
-        raise StudyError(f"{path} holds an unknown model '{name}'.")
     try:
-        cfg = CONFIG_TYPES[name](**payload["config"])
+        cfg = ModelConfig(**payload["config"])
     except TypeError as e:
         raise StudyError(f"{path}: stored config {payload['config']} does not fit model '{name}' ({e}).") from None
     if expected is not None and cfg != expected:
         raise StudyError(
             f"{path} was trained with {name} config {dataclasses.asdict(cfg)}, "
-            f"but params.yaml asks for {dataclasses.asdict(expected)}. Retrain it: dvc repro train_{name}"
+            f"but params.yaml asks for {dataclasses.asdict(expected)}. Retrain it: dvc repro train_{cfg.family}"
         )
-    model = build_model(name, cfg)
+    try:
+        model = build_model(cfg)
+    except (StudyError, TypeError, ValueError, IndexError) as e:
+        raise StudyError(f"{path}: stored config {payload['config']} does not build a model ({e}).") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

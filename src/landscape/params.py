@@ -50,9 +50,10 @@ def checked(default=dataclasses.MISSING, **check):
     return field(default=default, metadata=check)
 
 
-MODEL_NAMES = ("mlp", "cnn")
+FAMILIES = ("mlp", "cnn")
 NOISE_MODES = ("absolute", "relative", "filter")
 BN_MODES = ("frozen", "recalibrated")
+PARAMETER_SETS = ("weights", "all")
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,41 @@ class DataParams:
     train_eval_size: int = checked(**POSITIVE)
 
 
+NAMES = _check(
+    "a non-empty list of distinct variant names",
+    lambda v: len(v) > 0 and len(set(v)) == len(v),
+)
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """The study matrix: every variant is trained once per seed and probed the same way."""
+
+    seeds: list[int] = checked(
+        **_check(
+            "a non-empty list of distinct integers >= 0", lambda v: len(v) > 0 and len(set(v)) == len(v) and min(v) >= 0
+        )
+    )
+    variants: list[str] = checked(**NAMES)  # every probe stage and the aggregate run over these
+    train_mlp: list[str] = checked(**NAMES)  # the MLP-family variants (dvc.yaml's train_mlp group)
+    train_cnn: list[str] = checked(**NAMES)  # the CNN-family variants (train_cnn group)
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    """One cell of the conv x BN x dropout factorial."""
+
+    conv: bool
+    bn: bool
+    dropout: bool
+
+    @property
+    def family(self) -> str:
+        return "cnn" if self.conv else "mlp"
+
+
 @dataclass(frozen=True)
 class TrainParams:
-    seed: int = checked(**NON_NEGATIVE)
     epochs: int = checked(**POSITIVE)
     batch_size: int = checked(**POSITIVE)
     optimizer: str = checked(**one_of("sgd", "adam"))
@@ -77,6 +110,7 @@ class TrainParams:
     schedule: str = checked(**one_of("constant", "cosine"))
     device: str = checked(**one_of("auto", "cpu", "cuda"))
     eval_batch_size: int = checked(**POSITIVE)
+    target_acc: float = checked(**_check("a number in (0, 1)", lambda v: 0 < v < 1))
 
 
 @dataclass(frozen=True)
@@ -93,17 +127,47 @@ class CNNParams:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Everything that builds one network; stored inside its checkpoint.
+
+    ``dropout`` holds the two rates of Model B (after the feature extractor, after the last
+    hidden layer), both 0 for variants without dropout.
+    """
+
+    family: str
+    widths: list[int]  # MLP: hidden widths; CNN: conv channels
+    fc: int  # CNN: hidden fc width; MLP: 0
+    bn: bool
+    dropout: list[float]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Fixed seeded subsets a probe evaluates on (the same images for every variant and seed)."""
+
+    train: int = checked(**NON_NEGATIVE)  # training images (0: not evaluated)
+    val: int = checked(**NON_NEGATIVE)  # validation images (0: not evaluated)
+    bn: int = checked(**POSITIVE)  # training images that recalibrate BN statistics
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """What every probe shares: the perturbed parameter set and the evaluation batch."""
+
+    parameters: str = checked(**one_of(*PARAMETER_SETS))  # weights: dim > 1 only (Li et al.); all: + biases, BN
+    bn: list[str] = checked(**subset_of(*BN_MODES))  # BN handling after a perturbation, for variants with BN
+
+
+@dataclass(frozen=True)
 class RobustnessParams:
     sigmas: list[float] = checked(**_check("a non-empty list of numbers >= 0", lambda v: len(v) > 0 and min(v) >= 0))
     trials: int = checked(**POSITIVE)
-    seed: int = checked(**NON_NEGATIVE)
     modes: list[str] = checked(**subset_of(*NOISE_MODES))
-    bn: list[str] = checked(**subset_of(*BN_MODES))
     drops: list[float] = checked(**ALL_POSITIVE)
-    bisect_steps: int = checked(**NON_NEGATIVE)
-    train_samples: int = checked(**POSITIVE)
-    val_samples: int = checked(**POSITIVE)
-    bn_samples: int = checked(**POSITIVE)
+    moderate_sigma: dict[str, float] = checked(
+        **_check("a mapping from noise mode to a sigma > 0", lambda v: len(v) > 0 and all(x > 0 for x in v.values()))
+    )
+    samples: Samples
 
 
 @dataclass(frozen=True)
@@ -114,27 +178,60 @@ class SliceParams:
     )
     span: float = checked(**POSITIVE)
     normalization: str = checked(**one_of("filter", "layer", "none"))
-    ignore: str = checked(**one_of("biasbn", "none"))
-    train_samples: int = checked(**POSITIVE)
-    val_samples: int = checked(**POSITIVE)
-    seed: int = checked(**NON_NEGATIVE)
-    bn: str = checked(**one_of(*BN_MODES))
-    bn_samples: int = checked(**POSITIVE)
     fit_fraction: float = checked(**_check("a number in (0, 1]", lambda v: 0 < v <= 1))
     taus: list[float] = checked(**ALL_POSITIVE)
+    samples: Samples
+    surface_points: int = checked(**_check("an odd integer >= 3", lambda v: v >= 3 and v % 2 == 1))
+    surface_span: float = checked(**POSITIVE)
+    surface_samples: Samples
+
+
+@dataclass(frozen=True)
+class PathParams:
+    points: int = checked(**_check("an integer >= 2", lambda v: v >= 2))  # on t in [0, 1]
+    margin: float = checked(**NON_NEGATIVE)  # the path continues to t = 1 + margin
+    samples: Samples
+
+
+@dataclass(frozen=True)
+class CurvatureParams:
+    top_k: int = checked(**POSITIVE)
+    lanczos_iterations: int = checked(**POSITIVE)
+    hutchinson_samples: int = checked(**_check("an integer >= 2", lambda v: v >= 2))
+    flatness_samples: int = checked(**_check("an integer >= 2", lambda v: v >= 2))
+    layer_directions: int = checked(**POSITIVE)
+    samples: Samples
 
 
 @dataclass(frozen=True)
 class Params:
     data: DataParams
+    study: StudyParams
     train: TrainParams
     mlp: MLPParams
     cnn: CNNParams
+    variants: dict[str, VariantParams]
+    probes: ProbeParams
     robustness: RobustnessParams
     slice: SliceParams
+    path: PathParams
+    curvature: CurvatureParams
 
-    def model(self, name: str) -> MLPParams | CNNParams:
-        return getattr(self, name)
+    def variant(self, name: str) -> VariantParams:
+        if name not in self.variants:
+            raise StudyError(
+                f"unknown variant '{name}'.{_closest(name, list(self.variants))} "
+                f"Variants in params.yaml: {', '.join(self.variants)}."
+            )
+        return self.variants[name]
+
+    def model_config(self, name: str) -> ModelConfig:
+        """The network of variant ``name``: its family's widths, with BN and dropout as the variant says."""
+        v = self.variant(name)
+        rates = [self.cnn.dropout_conv, self.cnn.dropout_fc] if v.dropout else [0.0, 0.0]
+        if v.conv:
+            return ModelConfig("cnn", list(self.cnn.channels), self.cnn.fc, v.bn, rates)
+        return ModelConfig("mlp", list(self.mlp.hidden), 0, v.bn, rates)
 
 
 def _closest(key: str, options: list[str]) -> str:
@@ -155,7 +252,13 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             raise StudyError(f"params.yaml: '{key}' = {value!r} must be a mapping.")
         k_t, v_t = get_args(typ)
         return {_coerce(k, k_t, key): _coerce(v, v_t, f"{key}.{k}") for k, v in value.items()}
-    if typ is bool or isinstance(value, bool) and typ is not str:
+    if dataclasses.is_dataclass(typ):
+        return _section(typ, value, key)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise StudyError(f"params.yaml: '{key}' = {value!r} must be true or false.")
+    if isinstance(value, bool) and typ is not str:
         raise StudyError(f"params.yaml: '{key}' = {value!r} must be {typ.__name__}, not a boolean.")
     if typ is int:
         if isinstance(value, float) and value.is_integer():
@@ -200,6 +303,49 @@ def _section(cls: type, raw: Any, name: str):
     return cls(**values)
 
 
+def _check_subset_sizes(p: Params) -> None:
+    n_fit = N_TRAIN_IMAGES - p.data.val_size
+    subsets = {"data.train_eval_size": p.data.train_eval_size}
+    for section in ("robustness", "slice", "path", "curvature"):
+        for field_name in ("samples", "surface_samples"):
+            s = getattr(getattr(p, section), field_name, None)
+            if s is not None:
+                subsets |= {f"{section}.{field_name}.train": s.train, f"{section}.{field_name}.bn": s.bn}
+                if s.val > p.data.val_size:
+                    raise StudyError(
+                        f"params.yaml: '{section}.{field_name}.val' = {s.val} is larger than the validation split "
+                        f"(data.val_size = {p.data.val_size}). Lower it."
+                    )
+    for key, value in subsets.items():
+        if value > n_fit:
+            raise StudyError(
+                f"params.yaml: '{key}' = {value} is larger than the training split "
+                f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower it."
+            )
+    if p.curvature.samples.train < 1:
+        raise StudyError("params.yaml: 'curvature.samples.train' = 0; the Hessian needs training images (use >= 1).")
+
+
+def _check_study(p: Params) -> None:
+    s = p.study
+    for name in s.variants:
+        p.variant(name)
+    for group, family in (("train_mlp", "mlp"), ("train_cnn", "cnn")):
+        for name in getattr(s, group):
+            if p.variant(name).family != family:
+                raise StudyError(
+                    f"params.yaml: 'study.{group}' lists '{name}', but variants.{name} has conv: "
+                    f"{p.variant(name).conv}, so it belongs to train_{p.variant(name).family}. Move it there."
+                )
+    trained = set(s.train_mlp) | set(s.train_cnn)
+    if trained != set(s.variants):
+        raise StudyError(
+            "params.yaml: 'study.variants' must list exactly the variants of 'study.train_mlp' and 'study.train_cnn' "
+            f"(every probed run must be trained, and every trained run probed); they differ in "
+            f"{sorted(trained ^ set(s.variants))}."
+        )
+
+
 def _consistency(p: Params) -> None:
     n_fit = N_TRAIN_IMAGES - p.data.val_size
     if p.train.batch_size > n_fit:
@@ -212,27 +358,8 @@ def _consistency(p: Params) -> None:
             f"params.yaml: 'cnn.channels' = {p.cnn.channels} has {len(p.cnn.channels)} blocks; each halves 28x28 "
             "images, so at most 4 are allowed."
         )
-    for key, value in (
-        ("data.train_eval_size", p.data.train_eval_size),
-        ("robustness.train_samples", p.robustness.train_samples),
-        ("robustness.bn_samples", p.robustness.bn_samples),
-        ("slice.train_samples", p.slice.train_samples),
-        ("slice.bn_samples", p.slice.bn_samples),
-    ):
-        if value > n_fit:
-            raise StudyError(
-                f"params.yaml: '{key}' = {value} is larger than the training split "
-                f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower it."
-            )
-    for key, value in (
-        ("robustness.val_samples", p.robustness.val_samples),
-        ("slice.val_samples", p.slice.val_samples),
-    ):
-        if value > p.data.val_size:
-            raise StudyError(
-                f"params.yaml: '{key}' = {value} is larger than the validation split (data.val_size = "
-                f"{p.data.val_size}). Lower it."
-            )
+    _check_study(p)
+    _check_subset_sizes(p)
     half = p.slice.points // 2
     if int(half * p.slice.fit_fraction + 1e-9) < 1:
         raise StudyError(
@@ -240,23 +367,28 @@ def _consistency(p: Params) -> None:
             "leaves fewer than 3 grid points for the quadratic fit; use points >= "
             f"{2 * math.ceil(1 / p.slice.fit_fraction) + 1} or a larger fit_fraction."
         )
-    if min(p.robustness.sigmas) != 0:
+    sigmas = p.robustness.sigmas
+    if min(sigmas) != 0:
         raise StudyError(
-            f"params.yaml: 'robustness.sigmas' = {p.robustness.sigmas} must include 0, the unperturbed baseline "
+            f"params.yaml: 'robustness.sigmas' = {sigmas} must include 0, the unperturbed baseline "
             "that accuracy drops are measured from."
         )
-    if sorted(p.robustness.sigmas) != p.robustness.sigmas or len(set(p.robustness.sigmas)) != len(p.robustness.sigmas):
-        raise StudyError(f"params.yaml: 'robustness.sigmas' = {p.robustness.sigmas} must be strictly increasing.")
+    if sorted(sigmas) != sigmas or len(set(sigmas)) != len(sigmas):
+        raise StudyError(f"params.yaml: 'robustness.sigmas' = {sigmas} must be strictly increasing.")
+    for mode, sigma in p.robustness.moderate_sigma.items():
+        if mode not in p.robustness.modes:
+            raise StudyError(
+                f"params.yaml: 'robustness.moderate_sigma' names mode '{mode}', which is not in robustness.modes "
+                f"{p.robustness.modes}."
+            )
+        if sigma not in sigmas:
+            raise StudyError(
+                f"params.yaml: 'robustness.moderate_sigma.{mode}' = {sigma} must be one of robustness.sigmas "
+                f"{sigmas} (> 0), so the claim is evaluated where accuracy was measured."
+            )
 
 
-SECTIONS = {
-    "data": DataParams,
-    "train": TrainParams,
-    "mlp": MLPParams,
-    "cnn": CNNParams,
-    "robustness": RobustnessParams,
-    "slice": SliceParams,
-}
+SECTIONS = [f.name for f in dataclasses.fields(Params)]
 
 
 def parse_params(raw: Any) -> Params:
@@ -272,7 +404,8 @@ def parse_params(raw: Any) -> Params:
     for key in SECTIONS:
         if key not in raw:
             raise StudyError(f"params.yaml: missing section '{key}'.")
-    params = Params(**{name: _section(cls, raw[name], name) for name, cls in SECTIONS.items()})
+    hints = get_type_hints(Params)
+    params = Params(**{name: _coerce(raw[name], hints[name], name) for name in SECTIONS})
     _consistency(params)
     return params
 
@@ -289,11 +422,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as e:
         raise StudyError(f"{path} is not valid YAML: {e}") from None
     return parse_params(raw)
-
-
-def check_model_name(name: str) -> str:
-    if name not in MODEL_NAMES:
-        raise StudyError(
-            f"unknown model '{name}'.{_closest(name, list(MODEL_NAMES))} Known models: {', '.join(MODEL_NAMES)}."
-        )
-    return name

@@ -1,38 +1,38 @@
 """The landscape probes: accuracy under parameter noise, and 1-D loss slices.
 
 Both move the trained weights in place (``perturb.restored``), call the one
-``evaluate`` function, and leave the model exactly as they found it.
+``evaluate`` function, and leave the model exactly as they found it. Every random
+draw has its own seed (``directions.stream_seed``), passed in by the caller.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from landscape.data import Split
-from landscape.directions import filter_normalized_direction, gaussian_like, noise_delta, parameters_of
+from landscape.curvature import directional_curvature
+from landscape.data import ProbeData
+from landscape.directions import filter_normalized_direction, gaussian_like, noise_delta, parameters_of, perturbed_mask
 from landscape.evaluate import Score, evaluate
+from landscape.params import RobustnessParams, SliceParams
 from landscape.perturb import Perturbation, has_batch_norm, recalibrate_batch_norm, restored
-from landscape.summary import basin_width, fit_quadratic, largest_sigma_within, mean_std
+from landscape.results import (
+    Censored,
+    NoiseCurve,
+    RobustnessSummary,
+    SigmaPoint,
+    SliceCurve,
+    SliceSummary,
+    Spread,
+    Width,
+    drop_key,
+    number_key,
+)
+from landscape.stats import interpolate_crossing
+from landscape.summary import basin_width, fit_quadratic
 
 ROBUSTNESS_COLUMNS = ["mode", "bn", "sigma", "trial", "split", "loss", "acc"]
-SLICE_COLUMNS = ["direction", "alpha", "split", "loss", "acc"]
-
-
-def trial_seed(seed: int, trial: int) -> int:
-    """Distinct seeds for every (seed, trial) pair, so that runs with different seeds never share draws."""
-    return seed * 1_000_003 + trial
-
-
-@dataclass(frozen=True)
-class ProbeData:
-    """What a probe evaluates on (named splits) and the training images that recalibrate BN."""
-
-    splits: dict[str, Split]
-    bn_data: Split
-    batch_size: int
+SLICE_COLUMNS = ["bn", "direction", "alpha", "split", "loss", "acc"]
 
 
 def score_point(
@@ -47,79 +47,63 @@ def score_point(
 
 def bn_modes_for(model: nn.Module, bn_modes: list[str]) -> list[str]:
     """Recalibration is meaningless without BN layers: such models get 'frozen' only."""
-    return bn_modes if has_batch_norm(model) else ["frozen"]
+    return list(bn_modes) if has_batch_norm(model) else ["frozen"]
+
+
+def noise_curve(mode: str, bn: str, sigmas: list[float], accs: list[list[float]], drops: list[float]) -> NoiseCurve:
+    """Summary of accs[i][k] (sigma i, trial k): spread of accuracy and of the paired drop from sigma = 0."""
+    base = accs[0]
+    points = {
+        number_key("sigma", s): SigmaPoint(s, Spread.of(a), Spread.of(b - x for b, x in zip(base, a, strict=True)))
+        for s, a in zip(sigmas, accs, strict=True)
+    }
+    mean_drops = [p.drop.mean for p in points.values()]
+    stars = {drop_key(d): Censored(*interpolate_crossing(sigmas, mean_drops, d, log_x=True)) for d in drops}
+    return NoiseCurve(mode, bn, points, stars, {drop_key(d): d for d in drops})
 
 
 def robustness_probe(
     model: nn.Module,
     data: ProbeData,
-    sigmas: list[float],
-    trials: int,
-    seed: int,
-    modes: list[str],
+    settings: RobustnessParams,
+    parameters: str,
     bn_modes: list[str],
-    drops: list[float],
-    bisect_steps: int,
-    summary_split: str = "val",
-) -> tuple[list[dict], dict]:
+    seeds: list[int],
+    variant: str = "",
+    train_seed: int = 0,
+) -> tuple[list[dict], RobustnessSummary]:
     """Accuracy and loss under theta + sigma * delta_mode(xi_k), for every mode, BN handling, sigma and trial.
 
-    Trial k draws xi_k once (seed ``trial_seed(seed, k)``) and reuses it at every sigma
-    and mode, so each curve is smooth in sigma. Returns long-format rows and the summary:
-    mean/std accuracy on ``summary_split`` per sigma, and sigma*_d for each drop d.
+    Trial k draws xi_k once (seed ``seeds[k]``) and reuses it at every sigma and mode, so each curve is
+    smooth in sigma. Only the ``parameters`` set moves. The summary is taken on the "val" split if
+    present, else the first split.
     """
     params = parameters_of(model)
-    seeds = [trial_seed(seed, k) for k in range(trials)]
+    mask = perturbed_mask(model, parameters)
     xis = [gaussian_like(params, s) for s in seeds]
-    # every delta is computed from the unperturbed weights, before any point is visited
-    deltas_by_mode = {mode: [noise_delta(params, xi, mode) for xi in xis] for mode in modes}
+    deltas_by_mode = {mode: [noise_delta(params, xi, mode, mask) for xi in xis] for mode in settings.modes}
+    split = "val" if "val" in data.splits else next(iter(data.splits))
     rows: list[dict] = []
-    summary: dict = {"seeds": seeds, "summary_split": summary_split}
-    unperturbed: dict[str, dict[str, Score]] = {}
+    curves: dict[str, dict[str, NoiseCurve]] = {}
+    unperturbed: dict[str, dict[str, Score]] = {}  # sigma = 0 is the same point for every trial and mode
     with restored(model) as handle:
         for mode, deltas in deltas_by_mode.items():
             for bn in bn_modes_for(model, bn_modes):
-                accs: dict[float, list[float]] = {}
-                for sigma in sigmas:
+                accs = []
+                for sigma in settings.sigmas:
+                    at_sigma = []
                     for k, delta in enumerate(deltas):
-                        if sigma == 0:  # the unperturbed point is the same for every trial and mode
-                            if bn not in unperturbed:
-                                unperturbed[bn] = score_point(model, handle, delta, 0.0, bn, data)
-                            scores = unperturbed[bn]
-                        else:
-                            scores = score_point(model, handle, delta, sigma, bn, data)
-                        for split, score in scores.items():
-                            rows.append(
-                                {
-                                    "mode": mode,
-                                    "bn": bn,
-                                    "sigma": sigma,
-                                    "trial": k,
-                                    "split": split,
-                                    "loss": score.loss,
-                                    "acc": score.acc,
-                                }
-                            )
-                        accs.setdefault(sigma, []).append(scores[summary_split].acc)
-                base = sum(accs[sigmas[0]]) / trials
-
-                def mean_drop(sigma: float, deltas=deltas, bn=bn, base=base) -> float:
-                    hits = [score_point(model, handle, d, sigma, bn, data)[summary_split].acc for d in deltas]
-                    return base - sum(hits) / len(hits)
-
-                grid_drops = [base - sum(accs[s]) / trials for s in sigmas]
-                entry = {
-                    "acc": {f"sigma={s:g}": mean_std(accs[s]) for s in sigmas},
-                    "sigma_star": {},
-                }
-                for d in drops:
-                    t = largest_sigma_within(mean_drop, sigmas, grid_drops, d, bisect_steps)
-                    entry["sigma_star"][f"drop={d:g}"] = {
-                        "low": t.low,
-                        "high": t.high if not t.censored else None,
-                        "censored": t.censored,
-                    }
-                summary.setdefault(mode, {})[bn] = entry
+                        if sigma == 0 and bn not in unperturbed:
+                            unperturbed[bn] = score_point(model, handle, delta, 0.0, bn, data)
+                        scores = unperturbed[bn] if sigma == 0 else score_point(model, handle, delta, sigma, bn, data)
+                        rows += [
+                            {"mode": mode, "bn": bn, "sigma": sigma, "trial": k, "split": name, **vars(s)}
+                            for name, s in scores.items()
+                        ]
+                        at_sigma.append(scores[split].acc)
+                    accs.append(at_sigma)
+                curves.setdefault(mode, {})[bn] = noise_curve(mode, bn, settings.sigmas, accs, settings.drops)
+    summary = RobustnessSummary(variant, train_seed, split, parameters, len(seeds), len(data.splits[split]), curves)
     return rows, summary
 
 
@@ -129,61 +113,85 @@ def alpha_grid(points: int, span: float) -> list[float]:
     return [span * i / half for i in range(-half, half + 1)]
 
 
+def slice_curve(alphas: list[float], per_direction: list[list[float]], window: float, taus: list[float]) -> SliceCurve:
+    """Summary scalars of the loss curves of one split: fitted curvature, basin widths, loss at the ends."""
+    fits = [fit_quadratic(alphas, c, window) for c in per_direction]
+    widths = {}
+    for tau in taus:
+        w = [basin_width(alphas, c, tau) for c in per_direction]
+        widths[number_key("tau", tau)] = Width(tau, Spread.of(x.width for x in w), sum(x.censored for x in w))
+    return SliceCurve(
+        loss_at_0=per_direction[0][len(alphas) // 2],
+        curvature_fit=Spread.of(f.curvature for f in fits),
+        fit_r2=Spread.of(f.r2 for f in fits),
+        fit_slope=Spread.of(f.b for f in fits),
+        widths=widths,
+        loss_at_minus_span=Spread.of(c[0] for c in per_direction),
+        loss_at_plus_span=Spread.of(c[-1] for c in per_direction),
+    )
+
+
+def norm(tensors: list[torch.Tensor]) -> float:
+    return torch.sqrt(sum((t.detach().double() ** 2).sum() for t in tensors)).item()
+
+
 def slice_probe(
     model: nn.Module,
     data: ProbeData,
-    directions: int,
-    points: int,
-    span: float,
-    normalization: str,
-    ignore: str,
-    seed: int,
-    bn: str,
-    fit_fraction: float,
-    taus: list[float],
-) -> tuple[list[dict], dict]:
-    """L(theta + alpha * d) and accuracy along seeded normalized directions, with summary scalars.
+    settings: SliceParams,
+    parameters: str,
+    bn_modes: list[str],
+    seeds: list[int],
+    variant: str = "",
+    train_seed: int = 0,
+) -> tuple[list[dict], SliceSummary]:
+    """L(theta + alpha d) and accuracy along seeded filter-normalized directions (one per seed), per BN handling.
 
-    Per split: mean +- std over directions of the curvature 2a of a quadratic fit on
-    |alpha| <= fit_fraction * span (with R^2 and slope b), the basin width W_tau, the loss
-    at alpha = +-span, and widths and span as distances ||alpha d|| / ||theta||.
+    Beside the fitted curvature 2a (quadratic fit on |alpha| <= fit_fraction * span) it gives the exact
+    d^T H d by a Hessian-vector product, with H the Hessian of the mean loss on the "train" split in eval
+    mode (BN frozen), over the perturbed parameter set.
     """
-    alphas = alpha_grid(points, span)
-    seeds = [trial_seed(seed, k) for k in range(directions)]
+    alphas = alpha_grid(settings.points, settings.span)
+    window = settings.fit_fraction * settings.span
     params = parameters_of(model)
-    theta_norm = torch.sqrt(sum((p.detach().double() ** 2).sum() for p in params)).item()
-    directions_d = [filter_normalized_direction(model, s, normalization, ignore) for s in seeds]
-    rel_scale = [torch.sqrt(sum((di.double() ** 2).sum() for di in d)).item() / theta_norm for d in directions_d]
+    mask = perturbed_mask(model, parameters)
+    theta_norm = norm([p for p, keep in zip(params, mask, strict=True) if keep])
+    directions = [filter_normalized_direction(model, s, settings.normalization, parameters) for s in seeds]
+    hessian_params = [p for p, keep in zip(params, mask, strict=True) if keep]
+    exact = directional_curvature(
+        model, hessian_params, data.splits["train"], data.batch_size,
+        [[di for di, keep in zip(d, mask, strict=True) if keep] for d in directions],
+    )  # fmt: skip
     rows: list[dict] = []
-    curves: dict[str, list[list[float]]] = {name: [] for name in data.splits}
+    losses: dict[str, dict[str, list[list[float]]]] = {}
     with restored(model) as handle:
-        for k, d in enumerate(directions_d):
-            losses: dict[str, list[float]] = {name: [] for name in data.splits}
-            for alpha in alphas:
-                for split, score in score_point(model, handle, d, alpha, bn, data).items():
-                    rows.append({"direction": k, "alpha": alpha, "split": split, "loss": score.loss, "acc": score.acc})
-                    losses[split].append(score.loss)
-            for split in data.splits:
-                curves[split].append(losses[split])
-
-    summary: dict = {"seeds": seeds, "theta_norm": theta_norm, "direction_norm_rel": mean_std(rel_scale)}
-    for split, per_direction in curves.items():
-        fits = [fit_quadratic(alphas, c, fit_fraction * span) for c in per_direction]
-        entry = {
-            "loss_at_0": per_direction[0][points // 2],
-            "curvature": mean_std([f.curvature for f in fits]),
-            "fit_r2": mean_std([f.r2 for f in fits]),
-            "fit_slope_b": mean_std([f.b for f in fits]),
-            "loss_at_minus_span": mean_std([c[0] for c in per_direction]),
-            "loss_at_plus_span": mean_std([c[-1] for c in per_direction]),
-            "span_rel": mean_std([span * r for r in rel_scale]),
-        }
-        for tau in taus:
-            widths = [basin_width(alphas, c, tau) for c in per_direction]
-            entry[f"width_tau={tau:g}"] = {
-                **mean_std([w.width for w in widths]),
-                "censored": sum(w.censored for w in widths),
-            }
-            entry[f"width_rel_tau={tau:g}"] = mean_std([w.width * r for w, r in zip(widths, rel_scale, strict=True)])
-        summary[split] = entry
+        for bn in bn_modes_for(model, bn_modes):
+            per_split = losses.setdefault(bn, {name: [] for name in data.splits})
+            for k, d in enumerate(directions):
+                curve = {name: [] for name in data.splits}
+                for alpha in alphas:
+                    for name, s in score_point(model, handle, d, alpha, bn, data).items():
+                        rows.append({"bn": bn, "direction": k, "alpha": alpha, "split": name, **vars(s)})
+                        curve[name].append(s.loss)
+                for name in data.splits:
+                    per_split[name].append(curve[name])
+    curves = {
+        bn: {name: slice_curve(alphas, c, window, settings.taus) for name, c in per_split.items()}
+        for bn, per_split in losses.items()
+    }
+    fitted = [fit_quadratic(alphas, c, window).curvature for c in losses["frozen"]["train"]]
+    summary = SliceSummary(
+        variant=variant,
+        seed=train_seed,
+        parameters=parameters,
+        directions=len(seeds),
+        fit_window=window,
+        theta_norm=theta_norm,
+        direction_norm_rel=Spread.of(norm(d) / theta_norm for d in directions),
+        curvature_exact=Spread.of(exact),
+        curvature_exact_per_direction=list(exact),
+        curvature_fit_per_direction=fitted,
+        curves=curves,
+        surface_area={},
+    )
     return rows, summary

@@ -16,10 +16,14 @@ from torch import nn
 from tqdm import tqdm
 
 from landscape.data import Dataset, Split, batch_indices
+from landscape.device import prepare_for_device
 from landscape.errors import StudyError
 from landscape.evaluate import evaluate
 from landscape.models import build_model, count_parameters
-from landscape.params import CNNParams, MLPParams, Params, TrainParams
+from landscape.params import ModelConfig, TrainParams
+from landscape.perturb import restored
+from landscape.results import Censored, Score, TrainSummary
+from landscape.stats import first_reaching
 
 GPU_CHECK_EVERY = 50  # batches between divergence checks on a GPU, where a check syncs the device
 
@@ -61,14 +65,6 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainParams, steps: int
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-def prepare_for_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to ``device``; conv nets use channels_last, which is faster on CPU and GPU alike."""
-    model = model.to(device)
-    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def train_epoch(
@@ -129,17 +125,20 @@ def stop_if_diverged(losses: torch.Tensor, offset: int, optimizer: torch.optim.O
 
 def train_model(
     name: str,
-    model_cfg: MLPParams | CNNParams,
+    model_cfg: ModelConfig,
     cfg: TrainParams,
+    seed: int,
     data: Dataset,
     train_eval: Split,
     device: torch.device,
     progress: bool = True,
-) -> tuple[nn.Module, list[EpochRecord]]:
-    """Train ``name`` under ``cfg``; raise ``StudyError`` at once if the loss stops being finite."""
-    torch.manual_seed(cfg.seed)  # weight init and dropout masks
-    order = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of the model's draws
-    model = prepare_for_device(build_model(name, model_cfg), device)
+) -> tuple[nn.Module, dict[str, torch.Tensor], list[EpochRecord]]:
+    """Train variant ``name`` under ``cfg`` with training seed ``seed``; return the model, its initial
+    state_dict and the per-epoch history. Raise ``StudyError`` at once if the loss stops being finite."""
+    torch.manual_seed(seed)  # weight init and dropout masks
+    order = torch.Generator().manual_seed(seed)  # batch order, independent of the model's draws
+    model = prepare_for_device(build_model(model_cfg), device)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     optimizer = make_optimizer(model, cfg)
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
@@ -149,7 +148,7 @@ def train_model(
     for epoch in epochs:
         batches = batch_indices(len(data.train), cfg.batch_size, order, device)
         running_loss, running_acc = train_epoch(
-            model, optimizer, schedule, data.train, batches, f"{name} at epoch {epoch}", progress
+            model, optimizer, schedule, data.train, batches, f"{name} (seed {seed}) at epoch {epoch}", progress
         )
         train_score = evaluate(model, train_eval, cfg.eval_batch_size)
         val_score = evaluate(model, data.val, cfg.eval_batch_size)
@@ -165,37 +164,69 @@ def train_model(
         )
         history.append(record)
         epochs.set_postfix(val_acc=f"{val_score.acc:.4f}", gap=f"{record.gap:+.4f}")
-    return model.eval(), history
+    return model.eval(), initial, history
 
 
 def history_rows(history: list[EpochRecord]) -> list[dict]:
     return [asdict(r) for r in history]
 
 
-def training_metrics(
-    name: str,
+def train_split_accuracy_modes(model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
+    """Accuracy on ``split`` at fixed weights in the 2 x 2 of {dropout on, off} x {BN batch statistics,
+    running statistics}, batches of ``batch_size`` in order (as in training). Keys ``dropout_<on|off>_bn_<batch|
+    running>``; the model, its BN statistics and its train/eval flag are left as they were."""
+    out = {}
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    with restored(model):
+        try:
+            for bn in bns:
+                bn.momentum = 0.0  # batch statistics are used but never stored
+            for dropout_on in (True, False):
+                for bn_batch in (True, False):
+                    for m in model.modules():
+                        if isinstance(m, nn.Dropout):
+                            m.train(dropout_on)
+                    for bn in bns:
+                        bn.train(bn_batch)
+                    key = f"dropout_{'on' if dropout_on else 'off'}_bn_{'batch' if bn_batch else 'running'}"
+                    out[key] = evaluate(model, split, batch_size, keep_modes=True).acc
+        finally:
+            for bn, momentum in zip(bns, momenta, strict=True):
+                bn.momentum = momentum
+    return out
+
+
+def training_summary(
+    variant: str,
+    model_cfg: ModelConfig,
+    cfg: TrainParams,
+    seed: int,
     model: nn.Module,
     history: list[EpochRecord],
     data: Dataset,
-    params: Params,
+    train_eval: Split,
     device: torch.device,
-    timing: dict[str, float],
-) -> dict:
-    """Final scores over the whole train/val/test splits, the gap, and how the run was made."""
-    scores = {
-        split: evaluate(model, getattr(data, split), params.train.eval_batch_size) for split in ("train", "val", "test")
-    }
+) -> TrainSummary:
+    """Final scores over the whole train/val/test splits, both gaps, the 2 x 2 of train-mode accuracies on
+    ``train_eval`` and the epochs to ``cfg.target_acc``."""
+    scores = {s: evaluate(model, getattr(data, s), cfg.eval_batch_size) for s in ("train", "val", "test")}
     last = history[-1]
-    return {
-        "model": name,
-        "n_parameters": count_parameters(model),
-        "epochs": len(history),
-        "device": device.type,
-        "train": asdict(scores["train"]),
-        "val": asdict(scores["val"]),
-        "test": asdict(scores["test"]),
-        "gap": scores["train"].acc - scores["val"].acc,
-        "gap_running": last.train_acc_running - scores["val"].acc,
-        "seeds": {"split": params.data.split_seed, "train": params.train.seed},
-        "timing": timing,
-    }
+    epochs, censored = first_reaching([r.val_acc for r in history], cfg.target_acc)
+    return TrainSummary(
+        variant=variant,
+        seed=seed,
+        family=model_cfg.family,
+        n_parameters=count_parameters(model),
+        epochs=len(history),
+        device=device.type,
+        train=Score(**asdict(scores["train"])),
+        val=Score(**asdict(scores["val"])),
+        test=Score(**asdict(scores["test"])),
+        gap=scores["train"].acc - scores["val"].acc,
+        gap_running=last.train_acc_running - scores["val"].acc,
+        train_acc_modes=train_split_accuracy_modes(model, train_eval, cfg.batch_size),
+        train_acc_running=last.train_acc_running,
+        target_acc=cfg.target_acc,
+        epochs_to_target=Censored(float(epochs), censored),
+    )

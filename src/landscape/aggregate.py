@@ -1,0 +1,200 @@
+"""From runs to evidence: means and 95 % CIs over training seeds, paired differences, factorial effects,
+and the verdicts on the reference's claims, each from a rule fixed before the numbers are seen.
+
+The unit of replication is the training seed. Spreads over noise draws or directions within a run are
+measurement noise and stay in the per-run summaries; nothing here mixes them into a CI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from landscape.params import VariantParams
+from landscape.results import Censored, RunResults, drop_key, number_key, run_measures
+from landscape.stats import Interval, factorial_effects, mean_ci, paired_difference, verdict
+
+MODEL_A, MODEL_B = "mlp", "cnn"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measure over training seeds: its interval and how many seeds were censored (lower bounds)."""
+
+    interval: Interval
+    censored: int
+
+    def to_json(self) -> dict:
+        return {**self.interval.to_json(), "censored": self.censored}
+
+
+def estimate(values: list[Censored]) -> Estimate:
+    return Estimate(mean_ci([v.value for v in values]), sum(v.censored for v in values))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the reference's claims, as a signed difference whose CI decides the verdict."""
+
+    key: str
+    text: str
+    measure: str
+    rule: str  # what the CI is of, and which side agrees
+    sign: int
+    estimate: Estimate
+    verdict: str
+
+    def to_json(self) -> dict:
+        return {"measure": self.measure, "claimed_sign": self.sign, **self.estimate.to_json(), "verdict": self.verdict}
+
+
+def judged(key: str, text: str, measure: str, rule: str, sign: int, est: Estimate) -> Claim:
+    """The verdict of ``est`` under ``stats.verdict``; a censored seed makes a claim inconclusive."""
+    v = "inconclusive" if est.censored else verdict(est.interval, sign)
+    return Claim(key, text, measure, rule, sign, est, v)
+
+
+def per_variant(measures: Mapping[tuple[str, int], dict[str, Censored]], variants: list[str], seeds: list[int]):
+    """variant -> measure -> Estimate over seeds, for the measures every seed of that variant has."""
+    out: dict[str, dict[str, Estimate]] = {}
+    for v in variants:
+        names = set.intersection(*(set(measures[(v, s)]) for s in seeds))
+        out[v] = {m: estimate([measures[(v, s)][m] for s in seeds]) for m in sorted(names)}
+    return out
+
+
+def paired(measures, a: str, b: str, seeds: list[int], measure: str) -> Estimate:
+    """b - a per training seed, then the t-interval of the differences."""
+    xa = {s: measures[(a, s)][measure] for s in seeds}
+    xb = {s: measures[(b, s)][measure] for s in seeds}
+    interval = paired_difference({s: xb[s].value for s in seeds}, {s: xa[s].value for s in seeds})
+    return Estimate(interval, sum(xa[s].censored + xb[s].censored for s in seeds))
+
+
+def effects(measures, factorial: Mapping[str, VariantParams], seeds: list[int], measure: str) -> dict[str, Interval]:
+    """Main effects and interactions of conv, BN and dropout on ``measure`` (needs all 8 cells)."""
+    cells = {
+        (f.conv, f.bn, f.dropout): {s: measures[(v, s)][measure].value for s in seeds} for v, f in factorial.items()
+    }
+    return factorial_effects(cells)
+
+
+def claims(measures, seeds: list[int], moderate_sigma: Mapping[str, float], drop: float) -> list[Claim]:
+    """The reference's claims about Model B (cnn) against Model A (mlp), each a signed paired difference."""
+    a, b = MODEL_A, MODEL_B
+
+    def diff(measure: str) -> Estimate:
+        return paired(measures, a, b, seeds, measure)
+
+    def level(measure: str, minus: float) -> Estimate:
+        values = [measures[(b, s)][measure] for s in seeds]
+        return estimate([Censored(v.value - minus, v.censored) for v in values])
+
+    star = f"sigma_star_filter_frozen_{drop_key(drop)}"
+    out = [
+        judged("val_acc", "B's validation accuracy is higher than A's", "val_acc", "B - A > 0", 1, diff("val_acc")),
+        judged("gap_smaller", "B's generalization gap is smaller than A's", "gap", "B - A < 0", -1, diff("gap")),
+        judged("gap_negative", "B's gap is negative (reference: -0.0016)", "gap", "B < 0", -1, level("gap", 0.0)),
+        judged(
+            "gap_running_negative",
+            "B's gap is negative, train accuracy measured as the running average",
+            "gap_running",
+            "B < 0",
+            -1,
+            level("gap_running", 0.0),
+        ),  # fmt: skip
+    ]
+    for mode, sigma in moderate_sigma.items():
+        m = f"acc_{mode}_frozen_{number_key('sigma', sigma)}"
+        out.append(
+            judged(
+                f"above_90_{mode}",
+                f"B stays above 90 % under moderate {mode} noise (sigma = {sigma:g}, BN frozen)",
+                m,
+                "B - 0.90 > 0 (the CI's lower bound above 90 %)",
+                1,
+                level(m, 0.90),
+            )  # fmt: skip
+        )
+    out += [
+        judged(
+            "noise_tolerant",
+            f"B is more noise-tolerant: larger sigma* for a {100 * drop:g} pp drop (filter noise)",
+            star,
+            "B - A > 0",
+            1,
+            diff(star),
+        ),  # fmt: skip
+        judged(
+            "noise_tolerant_absolute",
+            f"B is more noise-tolerant under absolute noise ({100 * drop:g} pp sigma*)",
+            star.replace("filter", "absolute"),
+            "B - A > 0",
+            1,
+            diff(star.replace("filter", "absolute")),
+        ),  # fmt: skip
+        judged(
+            "a_steeper",
+            "A's slice is steeper: larger exact curvature d^T H d along filter-normalized directions",
+            "curvature_exact",
+            "B - A < 0",
+            -1,
+            diff("curvature_exact"),
+        ),  # fmt: skip
+        judged(
+            "a_steeper_fit",
+            "A's slice is steeper: larger fitted curvature on validation (BN frozen)",
+            "curvature_fit_frozen_val",
+            "B - A < 0",
+            -1,
+            diff("curvature_fit_frozen_val"),
+        ),  # fmt: skip
+        judged(
+            "b_faster",
+            "B trains faster: fewer epochs to reach the target validation accuracy",
+            "epochs_to_target",
+            "B - A < 0",
+            -1,
+            diff("epochs_to_target"),
+        ),  # fmt: skip
+    ]
+    return out
+
+
+def study_json(
+    runs: Mapping[tuple[str, int], RunResults],
+    variants: list[str],
+    seeds: list[int],
+    factorial: Mapping[str, VariantParams],
+    moderate_sigma: Mapping[str, float],
+    drop: float,
+) -> dict:
+    """``metrics/study.json``: per-variant estimates, B - A paired differences, factorial effects, claims."""
+    measures = {k: run_measures(r) for k, r in runs.items()}
+    table = per_variant(measures, variants, seeds)
+    out: dict = {
+        "seeds": list(seeds),
+        "variants": {v: {m: e.to_json() for m, e in t.items()} for v, t in table.items()},
+    }
+    if MODEL_A in variants and MODEL_B in variants:
+        common = sorted(set(table[MODEL_A]) & set(table[MODEL_B]))
+        out["b_minus_a"] = {m: paired(measures, MODEL_A, MODEL_B, seeds, m).to_json() for m in common}
+        out["claims"] = {c.key: c.to_json() for c in claims(measures, seeds, moderate_sigma, drop)}
+    cells = {(f.conv, f.bn, f.dropout) for f in factorial.values()}
+    if len(seeds) >= 2 and len(cells) == 8 and set(factorial) <= set(variants):
+        shared = sorted(set.intersection(*(set(table[v]) for v in factorial)))
+        out["effects"] = {
+            m: {k: i.to_json() for k, i in effects(measures, factorial, seeds, m).items()} for m in shared
+        }
+    return out
+
+
+def curve_table(frames: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFrame:
+    """One row per ``x`` and one column per variant: the mean of ``y`` over every row (seeds, directions) at that x.
+
+    ``frames`` maps variant -> long-format rows of all its runs. Variants lacking an x get an empty cell.
+    """
+    columns = {v: f.groupby(x)[y].mean() for v, f in frames.items()}
+    return pd.DataFrame(columns).rename_axis(x).reset_index()

@@ -1,0 +1,288 @@
+"""The metrics schema: typed summaries of every probe, and their JSON form.
+
+This is the only module that knows metric keys. Probes return these objects, stages write
+them with ``to_json``, and the aggregate, report and figures read them back with
+``from_json``; nothing parses a key string. Keys that hold a number (a sigma, a drop, a tau)
+are built once by ``number_key`` ("sigma_0p01", "drop_1pp") and the number itself is stored
+beside them, so readers never take a key apart. No key contains "=" or "." (DVC flattens
+nested keys with dots), and every key reads as a `dvc metrics show` column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+
+def number_key(prefix: str, value: float) -> str:
+    """``number_key("sigma", 0.01) == "sigma_0p01"``: the same format for every number, no dots."""
+    return f"{prefix}_{value:g}".replace(".", "p").replace("-", "m")
+
+
+def drop_key(drop: float) -> str:
+    """An accuracy drop (a fraction) as whole percentage points: 0.01 -> "drop_1pp"."""
+    return f"drop_{100 * drop:g}pp".replace(".", "p")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample std over the draws of ONE run (noise trials, directions): measurement noise."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def se(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.nan
+
+    @classmethod
+    def of(cls, values) -> Spread:
+        v = np.asarray(list(values), float)
+        return cls(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v))
+
+
+@dataclass(frozen=True)
+class Censored:
+    """A threshold crossing: ``value`` is exact, or a lower bound when ``censored`` (never reached)."""
+
+    value: float
+    censored: bool
+
+
+@dataclass(frozen=True)
+class Score:
+    loss: float
+    acc: float
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    variant: str
+    seed: int
+    family: str
+    n_parameters: int
+    epochs: int
+    device: str
+    train: Score  # eval mode, whole training split
+    val: Score
+    test: Score
+    gap: float  # train.acc - val.acc, both eval mode
+    gap_running: float  # running train accuracy of the last epoch (dropout on, weights moving) - val.acc
+    train_acc_modes: dict[
+        str, float
+    ]  # at the final weights, on the train-eval subset: dropout_<on|off>_bn_<batch|running>
+    train_acc_running: float  # the last epoch's running average
+    target_acc: float
+    epochs_to_target: Censored  # first epoch whose eval-mode validation accuracy reaches target_acc
+
+
+@dataclass(frozen=True)
+class SigmaPoint:
+    sigma: float
+    acc: Spread  # over noise trials
+    drop: Spread  # acc(0) - acc(sigma) per trial (fraction; paired on the same images)
+
+
+@dataclass(frozen=True)
+class NoiseCurve:
+    mode: str
+    bn: str
+    points: dict[str, SigmaPoint]  # number_key("sigma", s)
+    sigma_star: dict[str, Censored]  # drop_key(d): where the mean drop first exceeds d, interpolated in log sigma
+    drops: dict[str, float]  # drop_key(d) -> d
+
+
+@dataclass(frozen=True)
+class RobustnessSummary:
+    variant: str
+    seed: int
+    split: str
+    parameters: str
+    trials: int
+    samples: int
+    curves: dict[str, dict[str, NoiseCurve]]  # mode -> bn -> curve
+
+
+@dataclass(frozen=True)
+class Width:
+    tau: float
+    width: Spread  # W_tau over directions (censored ones enter as their lower bound)
+    censored: int  # directions where tau was not reached within the span
+
+
+@dataclass(frozen=True)
+class SliceCurve:
+    loss_at_0: float
+    curvature_fit: Spread  # 2a of the quadratic fit on |alpha| <= fit window
+    fit_r2: Spread
+    fit_slope: Spread
+    widths: dict[str, Width]  # number_key("tau", t)
+    loss_at_minus_span: Spread
+    loss_at_plus_span: Spread
+
+
+@dataclass(frozen=True)
+class SliceSummary:
+    variant: str
+    seed: int
+    parameters: str
+    directions: int
+    fit_window: float
+    theta_norm: float
+    direction_norm_rel: Spread
+    curvature_exact: Spread  # d^T H d per direction: Hessian of the training subset's loss, eval mode (BN frozen)
+    curvature_exact_per_direction: list[float]
+    curvature_fit_per_direction: list[float]  # the fitted 2a on the training subset, BN frozen, same directions
+    curves: dict[str, dict[str, SliceCurve]]  # bn -> split -> curve
+    surface_area: dict[str, float]  # number_key("tau", t): fraction of the 2-D grid with L - L(0) <= tau
+
+
+@dataclass(frozen=True)
+class PathSummary:
+    variant: str
+    seed: int
+    bn: str
+    distance_rel: float  # ||theta_T - theta_0|| / ||theta_0||, every parameter
+    loss_at_0: dict[str, float]  # split -> L(theta_0)
+    loss_at_1: dict[str, float]
+    acc_at_1: dict[str, float]
+    monotonic: dict[str, bool]  # L(t) never rises by more than path.tolerance on [0, 1]
+    max_rise: dict[str, float]  # largest rise of L over an earlier minimum on [0, 1]
+    barrier: dict[str, float]  # max over t in [0, 1] of L(t) - ((1 - t) L(0) + t L(1))
+
+
+@dataclass(frozen=True)
+class LayerCurvature:
+    name: str
+    fan_in: int  # weights per output unit (the unit of filter normalization)
+    trace: float
+    trace_se: float
+    flatness: float  # relative flatness kappa_l (Petzka et al. 2021)
+    flatness_se: float
+    slice_curvature: Spread  # d_l^T H d_l over filter-normalized directions perturbing only this tensor
+
+
+@dataclass(frozen=True)
+class CurvatureSummary:
+    variant: str
+    seed: int
+    parameters: str
+    samples: int
+    eigenvalues: list[float]  # top-k of H, descending
+    eigen_residuals: list[float]  # ||Hq - theta q|| / |theta| per Ritz pair
+    trace: float
+    trace_se: float
+    flatness: float  # sum over weight tensors of kappa_l
+    flatness_se: float
+    flatness_feature: float  # kappa of the classifier layer, the one the paper uses
+    flatness_feature_se: float
+    layers: list[LayerCurvature] = field(default_factory=list)
+
+
+def to_json(obj: Any) -> Any:
+    """Plain JSON values of a summary (NaN and infinities become null)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def from_json(cls: Any, data: Any) -> Any:
+    """The inverse of ``to_json`` for the summary type ``cls`` (null becomes NaN for floats)."""
+    origin = get_origin(cls)
+    if origin is list:
+        (item,) = get_args(cls)
+        return [from_json(item, v) for v in data]
+    if origin is dict:
+        _, item = get_args(cls)
+        return {k: from_json(item, v) for k, v in data.items()}
+    if dataclasses.is_dataclass(cls):
+        hints = get_type_hints(cls)
+        return cls(
+            **{f.name: from_json(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
+        )
+    if cls is float:
+        return math.nan if data is None else float(data)
+    return data
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """Every summary of one (variant, training seed) run."""
+
+    train: TrainSummary
+    robustness: RobustnessSummary
+    slice: SliceSummary
+    path: PathSummary
+    curvature: CurvatureSummary
+
+
+PROBES = {
+    "train": TrainSummary,
+    "robustness": RobustnessSummary,
+    "slice": SliceSummary,
+    "path": PathSummary,
+    "curvature": CurvatureSummary,
+}
+TRAIN_MODES = ("dropout_on_bn_batch", "dropout_on_bn_running", "dropout_off_bn_batch", "dropout_off_bn_running")
+
+
+def run_measures(run: RunResults) -> dict[str, Censored]:
+    """One run's scalar measures by name: what the study aggregates over training seeds.
+
+    Accuracies and gaps are fractions except ``drop_*`` (percentage points); ``censored`` marks a
+    lower bound (a threshold never reached). ``acc_<mode>_<bn>_sigma_*`` is the whole validation split's
+    accuracy minus the mean noise drop, which is measured paired on the probe's fixed subset: the subset's
+    own sampling error (shared by every seed, so invisible in a CI over seeds) does not enter it.
+    """
+    t = run.train
+    out: dict[str, float | Censored] = {
+        "n_parameters": t.n_parameters,
+        "val_acc": t.val.acc,
+        "test_acc": t.test.acc,
+        "train_acc": t.train.acc,
+        "gap": t.gap,
+        "gap_running": t.gap_running,
+        "epochs_to_target": t.epochs_to_target,
+    }
+    for mode in TRAIN_MODES:
+        out[f"gap_{mode}"] = t.train_acc_modes[mode] - t.val.acc
+    for mode, by_bn in run.robustness.curves.items():
+        for bn, curve in by_bn.items():
+            for key, point in curve.points.items():
+                if point.sigma > 0:  # accuracy on the whole validation split minus the drop, paired on the subset
+                    out[f"acc_{mode}_{bn}_{key}"] = t.val.acc - point.drop.mean
+                    out[f"drop_{mode}_{bn}_{key}"] = 100 * point.drop.mean
+            for key, star in curve.sigma_star.items():
+                out[f"sigma_star_{mode}_{bn}_{key}"] = star
+    s = run.slice
+    out["curvature_exact"] = s.curvature_exact.mean
+    for bn, by_split in s.curves.items():
+        for split, c in by_split.items():
+            out[f"curvature_fit_{bn}_{split}"] = c.curvature_fit.mean
+            for key, w in c.widths.items():
+                out[f"width_{bn}_{split}_{key}"] = Censored(w.width.mean, w.censored > 0)
+    for key, area in s.surface_area.items():
+        out[f"surface_area_{key}"] = area
+    p = run.path
+    out["path_distance"] = p.distance_rel
+    for split in p.barrier:
+        out[f"path_barrier_{split}"] = p.barrier[split]
+        out[f"path_max_rise_{split}"] = p.max_rise[split]
+        out[f"path_monotonic_{split}"] = float(p.monotonic[split])
+    c = run.curvature
+    out["lambda_max"] = c.eigenvalues[0] if c.eigenvalues else math.nan
+    out["trace"] = c.trace
+    out["relative_flatness"] = c.flatness
+    out["relative_flatness_feature"] = c.flatness_feature
+    return {k: v if isinstance(v, Censored) else Censored(float(v), False) for k, v in out.items()}
