@@ -12,9 +12,9 @@ MIRROR := /usr/share/datasets/fashion-mnist
 setup: $(VENV)/.installed dataset plots-template
 
 # pip, not uv/poetry: torch and torchvision come from the machine's local wheel store.
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -52,10 +52,11 @@ repro: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Side-by-side benchmark (not part of dvc repro): needs data/raw and models from a dvc repro.
+# Side-by-side benchmark (not part of dvc repro; see bench/README.md): needs data/raw, and uses the
+# trained models of seed 0 where a dvc repro has made them.
 bench: setup
-	$(PY) -m landscape.bench
+	$(PY) bench/bench.py
 
 lint: setup
-	$(VENV)/bin/ruff check src stages tests tools
-	$(VENV)/bin/ruff format --check src stages tests tools
+	$(VENV)/bin/ruff check src stages tests tools bench
+	$(VENV)/bin/ruff format --check src stages tests tools bench

@@ -51,7 +51,9 @@ def main() -> None:
     runs = {(v, s): load_run(RunPaths(v, s)) for v in variants for s in seeds}
     factorial = {v: params.variant(v) for v in variants}
     drop = min(params.robustness.drops)
-    study = study_json(runs, variants, seeds, factorial, params.robustness.moderate_sigma, drop)
+    study = study_json(
+        runs, variants, seeds, factorial, params.robustness.moderate_sigma, drop, params.robustness.modes
+    )
     tables = curves(variants, seeds)
 
     def fill(tmp: Path) -> None:

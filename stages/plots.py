@@ -1,53 +1,37 @@
-"""Stage plots: figures and report.md from the metrics and CSVs of both models."""
+"""Stage plots: plots/figures/*.png and report.md from metrics/study.json, every run's metrics and CSVs.
 
-import json
+Imports no torch: it reads only what the probe and aggregate stages wrote. The figure directory is replaced
+as a whole, so it holds exactly the figures of this run.
+"""
+
 from pathlib import Path
 
-import pandas as pd
-
-from landscape import plotting
-from landscape.atomic import write_text
-from landscape.cli import METRICS_DIR, PLOTS_DIR, run_stage
-from landscape.errors import StudyError
+from landscape.atomic import replace_dir, write_text
+from landscape.params import load_params
+from landscape.plotting import write_figures
 from landscape.report import build_report
+from landscape.stage import PLOTS_DIR, run_stage
+from landscape.study_data import load_study
 
-MODELS = ("mlp", "cnn")
-FIGURES = PLOTS_DIR / "figures"
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise StudyError(f"cannot read {path} ({e}); rerun the stage that writes it: dvc repro") from None
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise StudyError(f"cannot read {path} ({e}); rerun the stage that writes it: dvc repro") from None
+FIGURES_DIR = PLOTS_DIR / "figures"
+REPORT = "report.md"
 
 
 def main() -> None:
-    train = {m: read_json(METRICS_DIR / f"{m}.json") for m in MODELS}
-    robustness = {m: read_json(METRICS_DIR / "robustness" / f"{m}.json") for m in MODELS}
-    slices = {m: read_json(METRICS_DIR / "slice" / f"{m}.json") for m in MODELS}
-    history = {m: read_csv(PLOTS_DIR / "history" / f"{m}.csv") for m in MODELS}
-    figures = {
-        "learning_curves": plotting.learning_curves(history),
-        "generalization_gap": plotting.generalization_gap(history),
-        "robustness": plotting.robustness_curves({m: read_csv(PLOTS_DIR / "robustness" / f"{m}.csv") for m in MODELS}),
-        "slices": plotting.slice_curves({m: read_csv(PLOTS_DIR / "slice" / f"{m}.csv") for m in MODELS}),
-        "summary": plotting.summary_figure(plotting.summary_rows(train, robustness, slices)),
-    }
-    for name, fig in figures.items():
-        plotting.save_figure(fig, FIGURES / f"{name}.png")
-    write_text(
-        "report.md",
-        build_report(train, robustness, slices, {m: h.to_dict("records") for m, h in history.items()}),
+    params = load_params()
+    data = load_study(params)
+    report = build_report(data, params)
+    written: list[Path] = []
+
+    def fill(tmp: Path) -> None:
+        written.extend(write_figures(data, tmp))
+
+    replace_dir(FIGURES_DIR, fill)
+    write_text(REPORT, report)
+    print(
+        f"wrote {len(written)} figures to {FIGURES_DIR}/ and {REPORT} "
+        f"({len(data.variants)} variants x {len(data.seeds)} seeds)"
     )
-    print(f"wrote {len(figures)} figures to {FIGURES} and report.md")
 
 
 if __name__ == "__main__":

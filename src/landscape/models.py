@@ -130,7 +130,14 @@ def save_checkpoint(path: str | Path, name: str, cfg: ModelConfig, model: nn.Mod
     """Write model weights, its config and ``extra`` (plain values) atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {"name": name, "config": dataclasses.asdict(cfg), "state_dict": state, "extra": extra}
-    return write_via(path, lambda p: torch.save(payload, p))
+
+    def save(p: Path) -> None:
+        # Through a file object: torch.save names the zip's inner folder after a *path's* stem, which here is
+        # the random temp name, so equal checkpoints would differ in bytes (and in their DVC hash).
+        with open(p, "wb") as f:
+            torch.save(payload, f)
+
+    return write_via(path, save)
 
 
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> tuple[nn.Module, dict]:

@@ -237,6 +237,58 @@ PROBES = {
 TRAIN_MODES = ("dropout_on_bn_batch", "dropout_on_bn_running", "dropout_off_bn_batch", "dropout_off_bn_running")
 
 
+VAL_ACC, TEST_ACC, GAP, GAP_RUNNING = "val_acc", "test_acc", "gap", "gap_running"
+N_PARAMETERS, EPOCHS_TO_TARGET = "n_parameters", "epochs_to_target"
+CURVATURE_EXACT, LAMBDA_MAX, TRACE = "curvature_exact", "lambda_max", "trace"
+FLATNESS, FLATNESS_FEATURE, PATH_DISTANCE = "relative_flatness", "relative_flatness_feature", "path_distance"
+
+
+def sigma_star(mode: str, bn: str, drop: float) -> str:
+    """sigma*_d of noise ``mode`` with BN ``bn``; ``drop`` is a fraction (0.01 = 1 pp)."""
+    return f"sigma_star_{mode}_{bn}_{drop_key(drop)}"
+
+
+def accuracy_at(mode: str, bn: str, sigma: float) -> str:
+    """Mean validation accuracy under noise ``mode`` at ``sigma`` (> 0; sigma = 0 is no measure)."""
+    return f"acc_{mode}_{bn}_{number_key('sigma', sigma)}"
+
+
+def drop_at(mode: str, bn: str, sigma: float) -> str:
+    """Mean validation accuracy drop (pp) under noise ``mode`` at ``sigma`` (> 0)."""
+    return f"drop_{mode}_{bn}_{number_key('sigma', sigma)}"
+
+
+def curvature_fit(bn: str, split: str) -> str:
+    """The slices' fitted 2a on ``split`` with BN ``bn`` (each run's mean over directions)."""
+    return f"curvature_fit_{bn}_{split}"
+
+
+def width(bn: str, split: str, tau: float) -> str:
+    """Basin width W_tau of the slices on ``split`` with BN ``bn`` (censored when tau was not reached)."""
+    return f"width_{bn}_{split}_{number_key('tau', tau)}"
+
+
+def train_mode_gap(dropout_on: bool, bn_batch: bool) -> str:
+    """Train accuracy at the final weights in one cell of the dropout x BN-statistics 2 x 2, minus val accuracy."""
+    mode = f"dropout_{'on' if dropout_on else 'off'}_bn_{'batch' if bn_batch else 'running'}"
+    if mode not in TRAIN_MODES:
+        raise ValueError(f"train_mode_gap: {mode} is not one of {TRAIN_MODES}")
+    return f"gap_{mode}"
+
+
+def path_barrier(split: str) -> str:
+    return f"path_barrier_{split}"
+
+
+def path_max_rise(split: str) -> str:
+    return f"path_max_rise_{split}"
+
+
+def path_monotonic(split: str) -> str:
+    """1.0 for a run whose path loss is monotonic on [0, 1], else 0.0; its mean is the monotonic fraction."""
+    return f"path_monotonic_{split}"
+
+
 def run_measures(run: RunResults) -> dict[str, Censored]:
     """One run's scalar measures by name: what the study aggregates over training seeds.
 
@@ -247,42 +299,42 @@ def run_measures(run: RunResults) -> dict[str, Censored]:
     """
     t = run.train
     out: dict[str, float | Censored] = {
-        "n_parameters": t.n_parameters,
-        "val_acc": t.val.acc,
-        "test_acc": t.test.acc,
+        N_PARAMETERS: t.n_parameters,
+        VAL_ACC: t.val.acc,
+        TEST_ACC: t.test.acc,
         "train_acc": t.train.acc,
-        "gap": t.gap,
-        "gap_running": t.gap_running,
-        "epochs_to_target": t.epochs_to_target,
+        GAP: t.gap,
+        GAP_RUNNING: t.gap_running,
+        EPOCHS_TO_TARGET: t.epochs_to_target,
     }
     for mode in TRAIN_MODES:
-        out[f"gap_{mode}"] = t.train_acc_modes[mode] - t.val.acc
+        out[f"gap_{mode}"] = t.train_acc_modes[mode] - t.val.acc  # = train_mode_gap(...) of that cell
     for mode, by_bn in run.robustness.curves.items():
         for bn, curve in by_bn.items():
-            for key, point in curve.points.items():
+            for point in curve.points.values():
                 if point.sigma > 0:  # accuracy on the whole validation split minus the drop, paired on the subset
-                    out[f"acc_{mode}_{bn}_{key}"] = t.val.acc - point.drop.mean
-                    out[f"drop_{mode}_{bn}_{key}"] = 100 * point.drop.mean
+                    out[accuracy_at(mode, bn, point.sigma)] = t.val.acc - point.drop.mean
+                    out[drop_at(mode, bn, point.sigma)] = 100 * point.drop.mean
             for key, star in curve.sigma_star.items():
-                out[f"sigma_star_{mode}_{bn}_{key}"] = star
+                out[sigma_star(mode, bn, curve.drops[key])] = star
     s = run.slice
-    out["curvature_exact"] = s.curvature_exact.mean
+    out[CURVATURE_EXACT] = s.curvature_exact.mean
     for bn, by_split in s.curves.items():
         for split, c in by_split.items():
-            out[f"curvature_fit_{bn}_{split}"] = c.curvature_fit.mean
-            for key, w in c.widths.items():
-                out[f"width_{bn}_{split}_{key}"] = Censored(w.width.mean, w.censored > 0)
+            out[curvature_fit(bn, split)] = c.curvature_fit.mean
+            for w in c.widths.values():
+                out[width(bn, split, w.tau)] = Censored(w.width.mean, w.censored > 0)
     for key, area in s.surface_area.items():
         out[f"surface_area_{key}"] = area
     p = run.path
-    out["path_distance"] = p.distance_rel
+    out[PATH_DISTANCE] = p.distance_rel
     for split in p.barrier:
-        out[f"path_barrier_{split}"] = p.barrier[split]
-        out[f"path_max_rise_{split}"] = p.max_rise[split]
-        out[f"path_monotonic_{split}"] = float(p.monotonic[split])
+        out[path_barrier(split)] = p.barrier[split]
+        out[path_max_rise(split)] = p.max_rise[split]
+        out[path_monotonic(split)] = float(p.monotonic[split])
     c = run.curvature
-    out["lambda_max"] = c.eigenvalues[0] if c.eigenvalues else math.nan
-    out["trace"] = c.trace
-    out["relative_flatness"] = c.flatness
-    out["relative_flatness_feature"] = c.flatness_feature
+    out[LAMBDA_MAX] = c.eigenvalues[0] if c.eigenvalues else math.nan
+    out[TRACE] = c.trace
+    out[FLATNESS] = c.flatness
+    out[FLATNESS_FEATURE] = c.flatness_feature
     return {k: v if isinstance(v, Censored) else Censored(float(v), False) for k, v in out.items()}

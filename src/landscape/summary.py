@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,38 +74,6 @@ def basin_width(alphas: Sequence[float], losses: Sequence[float], tau: float) ->
     right, cens_r = _crossing(x[zero:], rise[zero:], tau)
     left, cens_l = _crossing(x[zero::-1], rise[zero::-1], tau)
     return BasinWidth(left=left, right=right, censored=cens_r or cens_l)
-
-
-@dataclass(frozen=True)
-class Threshold:
-    low: float  # largest sigma known to keep the drop <= d
-    high: float  # smallest sigma known to exceed it (inf when censored)
-    censored: bool  # the drop was never exceeded within the searched range
-
-
-def largest_sigma_within(
-    drop: Callable[[float], float], sigmas: Sequence[float], drops: Sequence[float], level: float, steps: int
-) -> Threshold:
-    """Bracket sigma*, the largest sigma with ``drop(sigma) <= level``, then bisect ``steps`` times in log sigma.
-
-    ``drops[i]`` is ``drop(sigmas[i])`` on the grid (ascending, sigmas[0] == 0). The first grid
-    crossing is refined; if the drop already exceeds ``level`` at the smallest positive sigma,
-    the bracket is [0, that sigma].
-    """
-    for i in range(1, len(sigmas)):
-        if drops[i] > level:
-            low, high = sigmas[i - 1], sigmas[i]
-            break
-    else:
-        return Threshold(low=float(sigmas[-1]), high=math.inf, censored=True)
-    if low > 0:
-        for _ in range(steps):
-            mid = math.sqrt(low * high)
-            if drop(mid) > level:
-                high = mid
-            else:
-                low = mid
-    return Threshold(low=float(low), high=float(high), censored=False)
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
