@@ -1,7 +1,7 @@
 """Stage path@<variant>-<seed>: loss and accuracy on the straight line from the initial to the trained weights."""
 
 from landscape.atomic import write_csv, write_json
-from landscape.results import to_json
+from landscape.serialize import to_json
 from landscape.stage import RunPaths, Timer, parse_seed, run_stage
 from landscape.study import initial_state, probe_data, study_inputs, trained_model
 from landscape.surfaces import PATH_COLUMNS, path_grid, path_probe, path_summary

@@ -3,7 +3,7 @@
 from landscape.atomic import write_csv, write_json
 from landscape.directions import stream_seed
 from landscape.probes import ROBUSTNESS_COLUMNS, robustness_probe
-from landscape.results import to_json
+from landscape.serialize import to_json
 from landscape.stage import RunPaths, Timer, parse_seed, run_stage
 from landscape.study import probe_data, study_inputs, trained_model
 

@@ -6,7 +6,7 @@ import dataclasses
 from landscape.atomic import write_csv, write_json
 from landscape.directions import stream_seed
 from landscape.probes import SLICE_COLUMNS, slice_probe
-from landscape.results import to_json
+from landscape.serialize import to_json
 from landscape.stage import RunPaths, Timer, parse_seed, run_stage
 from landscape.study import probe_data, study_inputs, trained_model
 from landscape.surfaces import SURFACE_COLUMNS, surface_area, surface_probe
@@ -30,9 +30,8 @@ def main(variant: str, seed: str) -> None:
     write_csv(run.plot("slice"), rows, SLICE_COLUMNS)
     write_csv(run.plot("surface"), surface, SURFACE_COLUMNS)
     write_json(run.metrics("slice"), to_json(summary))
-    print(
-        f"slice {variant} seed {run.seed}: {len(rows)} + {len(surface)} rows in {timer.write(run.timing('slice'))['wall_s']} s"
-    )
+    seconds = timer.write(run.timing("slice"))["wall_s"]
+    print(f"slice {variant} seed {run.seed}: {len(rows)} + {len(surface)} rows in {seconds} s")
 
 
 if __name__ == "__main__":

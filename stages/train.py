@@ -3,7 +3,7 @@ weights, summary and per-epoch history."""
 
 from landscape.atomic import write_csv, write_json
 from landscape.models import save_checkpoint
-from landscape.results import to_json
+from landscape.serialize import to_json
 from landscape.stage import RunPaths, Timer, parse_seed, run_stage
 from landscape.study import study_inputs
 from landscape.train import HISTORY_COLUMNS, history_rows, train_model, training_summary

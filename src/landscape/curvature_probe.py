@@ -47,21 +47,16 @@ def curvature_probe(
     trace = hutchinson_trace(model, params, split, batch_size, settings.hutchinson_samples, seeds["hutchinson"])
     flat = relative_flatness(model, params, split, batch_size, settings.flatness_samples, seeds["flatness"])
     per_layer = [
-        directional_curvature(model, params, split, batch_size, dirs)
+        Spread.of(directional_curvature(model, params, split, batch_size, dirs))
         for dirs in layer_directions(model, parameters, layer_seeds)
     ]
     layers = [
         LayerCurvature(
-            name=name,
-            fan_in=p[0].numel() if p.dim() > 1 else p.numel(),
-            trace=trace.per_tensor[i],
-            trace_se=trace.per_tensor_se[i],
-            flatness=flat.per_tensor[i],
-            flatness_se=flat.per_tensor_se[i],
-            slice_curvature=Spread.of(per_layer[i]),
+            names[i], p[0].numel() if p.dim() > 1 else p.numel(), trace.per_tensor[i], trace.per_tensor_se[i],
+            flat.per_tensor[i], flat.per_tensor_se[i], per_layer[i],
         )
-        for i, (name, p) in enumerate(zip(names, params, strict=True))
-    ]
+        for i, p in enumerate(params)
+    ]  # fmt: skip
     feature = max(i for i, p in enumerate(params) if p.dim() > 1)  # the classifier, acting on the feature layer
     return CurvatureSummary(
         variant=variant,

@@ -9,47 +9,28 @@ never reads ``params.yaml`` itself; stages pass these objects down.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 import yaml
 
 from landscape.errors import StudyError
+from landscape.validation import (
+    ALL_POSITIVE,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    checked,
+    closest,
+    coerce,
+    one_of,
+    rule,
+    subset_of,
+)
 
 N_TRAIN_IMAGES = 60000
-FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-def _check(allowed: str, ok):
-    return {"allowed": allowed, "ok": ok}
-
-
-POSITIVE = _check("a number > 0", lambda v: v > 0)
-NON_NEGATIVE = _check("a number >= 0", lambda v: v >= 0)
-PROBABILITY = _check("a number in [0, 1)", lambda v: 0 <= v < 1)
-NONEMPTY = _check("a non-empty list", lambda v: len(v) > 0)
-ALL_POSITIVE = _check("a non-empty list of numbers > 0", lambda v: len(v) > 0 and all(x > 0 for x in v))
-
-
-def one_of(*choices: str):
-    return _check("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
-
-
-def subset_of(*choices: str):
-    return _check(
-        "a non-empty list drawn from " + ", ".join(repr(c) for c in choices),
-        lambda v: len(v) > 0 and len(set(v)) == len(v) and all(x in choices for x in v),
-    )
-
-
-def checked(default=dataclasses.MISSING, **check):
-    return field(default=default, metadata=check)
-
-
 FAMILIES = ("mlp", "cnn")
 NOISE_MODES = ("absolute", "relative", "filter")
 BN_MODES = ("frozen", "recalibrated")
@@ -61,12 +42,12 @@ class DataParams:
     mirror: str
     urls: list[str]
     sha256: dict[str, str]
-    val_size: int = checked(**_check(f"an integer in [1, {N_TRAIN_IMAGES - 1}]", lambda v: 0 < v < N_TRAIN_IMAGES))
+    val_size: int = checked(**rule(f"an integer in [1, {N_TRAIN_IMAGES - 1}]", lambda v: 0 < v < N_TRAIN_IMAGES))
     split_seed: int = checked(**NON_NEGATIVE)
     train_eval_size: int = checked(**POSITIVE)
 
 
-NAMES = _check(
+NAMES = rule(
     "a non-empty list of distinct variant names",
     lambda v: len(v) > 0 and len(set(v)) == len(v),
 )
@@ -77,7 +58,7 @@ class StudyParams:
     """The study matrix: every variant is trained once per seed and probed the same way."""
 
     seeds: list[int] = checked(
-        **_check(
+        **rule(
             "a non-empty list of distinct integers >= 0", lambda v: len(v) > 0 and len(set(v)) == len(v) and min(v) >= 0
         )
     )
@@ -110,7 +91,7 @@ class TrainParams:
     schedule: str = checked(**one_of("constant", "cosine"))
     device: str = checked(**one_of("auto", "cpu", "cuda"))
     eval_batch_size: int = checked(**POSITIVE)
-    target_acc: float = checked(**_check("a number in (0, 1)", lambda v: 0 < v < 1))
+    target_acc: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))
 
 
 @dataclass(frozen=True)
@@ -160,12 +141,12 @@ class ProbeParams:
 
 @dataclass(frozen=True)
 class RobustnessParams:
-    sigmas: list[float] = checked(**_check("a non-empty list of numbers >= 0", lambda v: len(v) > 0 and min(v) >= 0))
+    sigmas: list[float] = checked(**rule("a non-empty list of numbers >= 0", lambda v: len(v) > 0 and min(v) >= 0))
     trials: int = checked(**POSITIVE)
     modes: list[str] = checked(**subset_of(*NOISE_MODES))
     drops: list[float] = checked(**ALL_POSITIVE)
     moderate_sigma: dict[str, float] = checked(
-        **_check("a mapping from noise mode to a sigma > 0", lambda v: len(v) > 0 and all(x > 0 for x in v.values()))
+        **rule("a mapping from noise mode to a sigma > 0", lambda v: len(v) > 0 and all(x > 0 for x in v.values()))
     )
     samples: Samples
 
@@ -174,21 +155,21 @@ class RobustnessParams:
 class SliceParams:
     directions: int = checked(**POSITIVE)
     points: int = checked(
-        **_check("an odd integer >= 3 (the grid must contain alpha = 0)", lambda v: v >= 3 and v % 2 == 1)
+        **rule("an odd integer >= 3 (the grid must contain alpha = 0)", lambda v: v >= 3 and v % 2 == 1)
     )
     span: float = checked(**POSITIVE)
     normalization: str = checked(**one_of("filter", "layer", "none"))
-    fit_fraction: float = checked(**_check("a number in (0, 1]", lambda v: 0 < v <= 1))
+    fit_fraction: float = checked(**rule("a number in (0, 1]", lambda v: 0 < v <= 1))
     taus: list[float] = checked(**ALL_POSITIVE)
     samples: Samples
-    surface_points: int = checked(**_check("an odd integer >= 3", lambda v: v >= 3 and v % 2 == 1))
+    surface_points: int = checked(**rule("an odd integer >= 3", lambda v: v >= 3 and v % 2 == 1))
     surface_span: float = checked(**POSITIVE)
     surface_samples: Samples
 
 
 @dataclass(frozen=True)
 class PathParams:
-    points: int = checked(**_check("an integer >= 2", lambda v: v >= 2))  # on t in [0, 1]
+    points: int = checked(**rule("an integer >= 2", lambda v: v >= 2))  # on t in [0, 1]
     margin: float = checked(**NON_NEGATIVE)  # the path continues to t = 1 + margin
     samples: Samples
 
@@ -197,8 +178,8 @@ class PathParams:
 class CurvatureParams:
     top_k: int = checked(**POSITIVE)
     lanczos_iterations: int = checked(**POSITIVE)
-    hutchinson_samples: int = checked(**_check("an integer >= 2", lambda v: v >= 2))
-    flatness_samples: int = checked(**_check("an integer >= 2", lambda v: v >= 2))
+    hutchinson_samples: int = checked(**rule("an integer >= 2", lambda v: v >= 2))
+    flatness_samples: int = checked(**rule("an integer >= 2", lambda v: v >= 2))
     layer_directions: int = checked(**POSITIVE)
     samples: Samples
 
@@ -220,7 +201,7 @@ class Params:
     def variant(self, name: str) -> VariantParams:
         if name not in self.variants:
             raise StudyError(
-                f"unknown variant '{name}'.{_closest(name, list(self.variants))} "
+                f"unknown variant '{name}'.{closest(name, list(self.variants))} "
                 f"Variants in params.yaml: {', '.join(self.variants)}."
             )
         return self.variants[name]
@@ -232,75 +213,6 @@ class Params:
         if v.conv:
             return ModelConfig("cnn", list(self.cnn.channels), self.cnn.fc, v.bn, rates)
         return ModelConfig("mlp", list(self.mlp.hidden), 0, v.bn, rates)
-
-
-def _closest(key: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
-
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    """Convert a YAML value to ``typ`` or raise; YAML 1.1 leaves '1e-06' as a string."""
-    origin = get_origin(typ)
-    if origin is list:
-        if not isinstance(value, list):
-            raise StudyError(f"params.yaml: '{key}' = {value!r} must be a list.")
-        (item,) = get_args(typ)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise StudyError(f"params.yaml: '{key}' = {value!r} must be a mapping.")
-        k_t, v_t = get_args(typ)
-        return {_coerce(k, k_t, key): _coerce(v, v_t, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(typ):
-        return _section(typ, value, key)
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        raise StudyError(f"params.yaml: '{key}' = {value!r} must be true or false.")
-    if isinstance(value, bool) and typ is not str:
-        raise StudyError(f"params.yaml: '{key}' = {value!r} must be {typ.__name__}, not a boolean.")
-    if typ is int:
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, int):
-            return value
-        raise StudyError(f"params.yaml: '{key}' = {value!r} must be an integer.")
-    if typ is float:
-        if isinstance(value, str) and FLOAT_RE.match(value.strip()):
-            value = float(value)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-        raise StudyError(f"params.yaml: '{key}' = {value!r} must be a finite number.")
-    if typ is str:
-        if isinstance(value, str):
-            return value
-        raise StudyError(f"params.yaml: '{key}' = {value!r} must be a string.")
-    raise TypeError(f"unsupported param type {typ!r}")
-
-
-def _section(cls: type, raw: Any, name: str):
-    if not isinstance(raw, dict):
-        raise StudyError(f"params.yaml: section '{name}' must be a mapping of keys, got {raw!r}.")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            raise StudyError(
-                f"params.yaml: unknown key '{name}.{key}'.{_closest(str(key), list(fields))} "
-                f"Allowed keys in '{name}': {', '.join(fields)}."
-            )
-    values = {}
-    for fname, f in fields.items():
-        key = f"{name}.{fname}"
-        if fname not in raw:
-            raise StudyError(f"params.yaml: missing key '{key}'. Add it to params.yaml (see README, 'Parameters').")
-        value = _coerce(raw[fname], hints[fname], key)
-        check = f.metadata
-        if check and not check["ok"](value):
-            raise StudyError(f"params.yaml: '{key}' = {raw[fname]!r} is not allowed; it must be {check['allowed']}.")
-        values[fname] = value
-    return cls(**values)
 
 
 def _check_subset_sizes(p: Params) -> None:
@@ -398,14 +310,14 @@ def parse_params(raw: Any) -> Params:
     for key in raw:
         if key not in SECTIONS:
             raise StudyError(
-                f"params.yaml: unknown section '{key}'.{_closest(str(key), list(SECTIONS))} "
+                f"params.yaml: unknown section '{key}'.{closest(str(key), list(SECTIONS))} "
                 f"Allowed sections: {', '.join(SECTIONS)}."
             )
     for key in SECTIONS:
         if key not in raw:
             raise StudyError(f"params.yaml: missing section '{key}'.")
     hints = get_type_hints(Params)
-    params = Params(**{name: _coerce(raw[name], hints[name], name) for name in SECTIONS})
+    params = Params(**{name: coerce(raw[name], hints[name], name) for name in SECTIONS})
     _consistency(params)
     return params
 

@@ -135,6 +135,26 @@ def norm(tensors: list[torch.Tensor]) -> float:
     return torch.sqrt(sum((t.detach().double() ** 2).sum() for t in tensors)).item()
 
 
+def slice_losses(
+    model: nn.Module, data: ProbeData, directions: list[list[torch.Tensor]], alphas: list[float], bn_modes: list[str]
+) -> tuple[list[dict], dict[str, dict[str, list[list[float]]]]]:
+    """Rows of every (BN handling, direction, alpha, split) point, and the loss curves as bn -> split -> [direction]."""
+    rows: list[dict] = []
+    losses: dict[str, dict[str, list[list[float]]]] = {}
+    with restored(model) as handle:
+        for bn in bn_modes:
+            per_split = losses.setdefault(bn, {name: [] for name in data.splits})
+            for k, d in enumerate(directions):
+                curve = {name: [] for name in data.splits}
+                for alpha in alphas:
+                    for name, s in score_point(model, handle, d, alpha, bn, data).items():
+                        rows.append({"bn": bn, "direction": k, "alpha": alpha, "split": name, **vars(s)})
+                        curve[name].append(s.loss)
+                for name in data.splits:
+                    per_split[name].append(curve[name])
+    return rows, losses
+
+
 def slice_probe(
     model: nn.Module,
     data: ProbeData,
@@ -162,19 +182,7 @@ def slice_probe(
         model, hessian_params, data.splits["train"], data.batch_size,
         [[di for di, keep in zip(d, mask, strict=True) if keep] for d in directions],
     )  # fmt: skip
-    rows: list[dict] = []
-    losses: dict[str, dict[str, list[list[float]]]] = {}
-    with restored(model) as handle:
-        for bn in bn_modes_for(model, bn_modes):
-            per_split = losses.setdefault(bn, {name: [] for name in data.splits})
-            for k, d in enumerate(directions):
-                curve = {name: [] for name in data.splits}
-                for alpha in alphas:
-                    for name, s in score_point(model, handle, d, alpha, bn, data).items():
-                        rows.append({"bn": bn, "direction": k, "alpha": alpha, "split": name, **vars(s)})
-                        curve[name].append(s.loss)
-                for name in data.splits:
-                    per_split[name].append(curve[name])
+    rows, losses = slice_losses(model, data, directions, alphas, bn_modes_for(model, bn_modes))
     curves = {
         bn: {name: slice_curve(alphas, c, window, settings.taus) for name, c in per_split.items()}
         for bn, per_split in losses.items()

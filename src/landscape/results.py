@@ -10,10 +10,8 @@ nested keys with dots), and every key reads as a `dvc metrics show` column.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -182,38 +180,6 @@ class CurvatureSummary:
     flatness_feature: float  # kappa of the classifier layer, the one the paper uses
     flatness_feature_se: float
     layers: list[LayerCurvature] = field(default_factory=list)
-
-
-def to_json(obj: Any) -> Any:
-    """Plain JSON values of a summary (NaN and infinities become null)."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def from_json(cls: Any, data: Any) -> Any:
-    """The inverse of ``to_json`` for the summary type ``cls`` (null becomes NaN for floats)."""
-    origin = get_origin(cls)
-    if origin is list:
-        (item,) = get_args(cls)
-        return [from_json(item, v) for v in data]
-    if origin is dict:
-        _, item = get_args(cls)
-        return {k: from_json(item, v) for k, v in data.items()}
-    if dataclasses.is_dataclass(cls):
-        hints = get_type_hints(cls)
-        return cls(
-            **{f.name: from_json(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
-        )
-    if cls is float:
-        return math.nan if data is None else float(data)
-    return data
 
 
 @dataclass(frozen=True)

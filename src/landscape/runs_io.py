@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from landscape.errors import StudyError
-from landscape.results import PROBES, RunResults, from_json
+from landscape.results import PROBES, RunResults
+from landscape.serialize import from_json
 from landscape.stage import RunPaths
 
 CSV_COLUMNS = {
