@@ -7,21 +7,26 @@ import hashlib
 import os
 import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 import yaml
+from torch import nn
 
-from landscape.params import CNNParams, MLPParams
+from landscape.data import Split
+from landscape.params import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Small model configs for fast unit tests of the models and the training loop.
 SMALL_MODELS = {
-    "mlp": MLPParams(hidden=[16, 8]),
-    "cnn": CNNParams(channels=[4, 8], fc=16, dropout_conv=0.25, dropout_fc=0.5),
+    "mlp": ModelConfig("mlp", [16, 8], 0, False, [0.0, 0.0]),
+    "cnn": ModelConfig("cnn", [4, 8], 16, True, [0.25, 0.5]),
 }
 
 
@@ -57,27 +62,67 @@ def write_synthetic_mirror(directory: Path, n_train: int = 600, n_test: int = 20
     return {name: hashlib.sha256(raw).hexdigest() for name, raw in content.items()}
 
 
+def learnable_split(n: int, seed: int, side: int = 28) -> Split:
+    """Normalized-looking images where class c brightens a band of rows, plus noise: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = 0.3 * torch.randn(n, 1, side, side, generator=g)
+    rows = torch.arange(side)
+    for c in range(10):
+        band = (rows >= (c * side) // 10) & (rows < ((c + 1) * side) // 10)
+        x[(y == c).nonzero().squeeze(1).unsqueeze(1), 0, band.nonzero().squeeze(1)] += 2.0
+    return Split(x, y)
+
+
+def fitted(model: nn.Module, split: Split, steps: int = 40, lr: float = 0.05, seed: int = 0) -> nn.Module:
+    """``model`` after a few full-batch SGD steps on ``split`` (BN statistics updated as in training), in eval mode."""
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(split.x), split.y).backward()
+        opt.step()
+    return model.eval()
+
+
 @pytest.fixture
 def synthetic_mirror(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     mirror = tmp_path / "mirror"
     return mirror, write_synthetic_mirror(mirror)
 
 
-# Params small enough that every stage runs in seconds on the synthetic mirror (600 train, 200 test images).
+# Params small enough that every stage runs in seconds on the synthetic mirror (600 train, 200 test images):
+# Model A and B only, two seeds.
+TINY_SAMPLES = {"train": 100, "val": 100, "bn": 50}
 TINY_PARAMS = {
     "data": {"val_size": 100, "train_eval_size": 100},
-    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 100, "device": "cpu"},
+    "study": {"seeds": [0, 1], "variants": ["mlp", "cnn"], "train_mlp": ["mlp"], "train_cnn": ["cnn"]},
+    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 100, "device": "cpu", "target_acc": 0.3},
     "mlp": {"hidden": [32, 16]},
     "cnn": {"channels": [4, 8], "fc": 16},
     "robustness": {
         "sigmas": [0.0, 0.01, 0.1],
         "trials": 2,
-        "bisect_steps": 2,
-        "train_samples": 100,
-        "val_samples": 100,
-        "bn_samples": 50,
+        "moderate_sigma": {"absolute": 0.01, "filter": 0.1},
+        "samples": {"train": 0, "val": 100, "bn": 50},
     },
-    "slice": {"directions": 2, "points": 9, "train_samples": 100, "val_samples": 100, "bn_samples": 50},
+    "slice": {
+        "directions": 2,
+        "points": 9,
+        "samples": TINY_SAMPLES,
+        "surface_points": 5,
+        "surface_samples": {"train": 50, "val": 0, "bn": 50},
+    },
+    "path": {"points": 5, "samples": TINY_SAMPLES},
+    "curvature": {
+        "top_k": 2,
+        "lanczos_iterations": 4,
+        "hutchinson_samples": 2,
+        "flatness_samples": 2,
+        "layer_directions": 1,
+        "samples": {"train": 50, "val": 0, "bn": 50},
+    },
 }
 
 
@@ -97,15 +142,68 @@ def tiny_params(path: Path, mirror: Path, checksums: dict[str, str], **changes: 
     update_params(path, changes)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: runs DVC, a stage script in a subprocess or a long computation (over ~2 s); "
+        "the quick loop is `pytest -m 'not slow'`",
+    )
+
+
+DVC = [sys.executable, "-m", "dvc"]
+
+
 def subprocess_env(src: Path = REPO / "src") -> dict[str, str]:
-    """Environment for stage/DVC subprocesses: this venv's python first on PATH, the library importable."""
+    """Environment for stage/DVC/git subprocesses: this venv's python first on PATH, the library importable,
+    no DVC analytics, and a fixed git identity with the user's own git config ignored."""
     return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(src),
         "DVC_NO_ANALYTICS": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
         "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
     }
+
+
+def start_command(
+    args: list[str | Path], cwd: Path, *, src: Path | None = None, stdout: int = subprocess.PIPE
+) -> subprocess.Popen:
+    """The one way tests start a subprocess: ``args`` in ``cwd`` with ``subprocess_env(src)``, text pipes."""
+    return subprocess.Popen(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=subprocess_env(src or REPO / "src"),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_command(
+    args: list[str | Path], cwd: Path, *, check: bool = True, src: Path | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess:
+    """``start_command`` run to its end, output captured. With ``check`` a non-zero exit fails the test and
+    shows the command's stdout and stderr."""
+    with start_command(args, cwd, src=src) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"{' '.join(map(str, args))} ran over {timeout} s:\n{stdout}\n{stderr}")
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    if check:
+        assert result.returncode == 0, (
+            f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def run_stage_script(workspace: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python stages/<script> <args>`` of this checkout, run in ``workspace``; the caller checks the exit."""
+    return run_command([sys.executable, REPO / "stages" / script, *args], workspace, check=False)

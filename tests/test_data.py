@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from conftest import REPO, idx_bytes, synthetic_arrays, write_synthetic_mirror
-from landscape.data import FILES, Split, batch_indices, download, load_dataset, read_idx, split_indices
+from landscape.data import Split, batch_indices, load_dataset, read_idx, split_indices
 from landscape.errors import StudyError
+from landscape.fetch import FILES, download
 
 N_TRAIN, N_TEST, SEED = 120, 40, 3
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")

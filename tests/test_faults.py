@@ -1,7 +1,8 @@
-"""Faults at the stage edge: killed runs, divergence, a missing GPU, and run-to-run determinism.
+"""Faults at the stage edge: killed runs, divergence, a missing GPU, bad arguments, stale checkpoints, and
+run-to-run determinism.
 
-Each test runs the real stage scripts as subprocesses in a throwaway workspace
-that holds a tiny params.yaml and data/raw/ built from the synthetic mirror.
+Each test runs the real stage scripts as subprocesses in a throwaway workspace that holds a tiny
+params.yaml and data/raw/ built from the synthetic mirror. All of them are slow (a stage imports torch).
 """
 
 from __future__ import annotations
@@ -17,8 +18,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, subprocess_env, tiny_params, update_params, write_synthetic_mirror
-from landscape.data import download
+from conftest import (
+    REPO,
+    TINY_PARAMS,
+    run_stage_script,
+    start_command,
+    tiny_params,
+    update_params,
+    write_synthetic_mirror,
+)
+from landscape.fetch import download
+
+pytestmark = pytest.mark.slow
+
+PROBES = ("robustness.py", "slice.py", "path.py", "curvature.py")
 
 
 @pytest.fixture
@@ -32,74 +45,120 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def stage(ws: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages" / script), *args],
-        cwd=ws,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-    )
+    return run_stage_script(ws, script, *args)
 
 
-def without_timing(path: Path) -> dict:
-    metrics = json.loads(path.read_text())
-    metrics.pop("timing")
-    return metrics
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(r"^error: ", result.stderr, re.MULTILINE), result.stderr  # after any progress bar
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in {result.stderr!r}"
+
+
+def files(root: Path, pattern: str) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob(pattern))} if root.exists() else {}
 
 
 def test_divergence_stops_at_once_and_writes_nothing(workspace: Path) -> None:
     update_params(workspace / "params.yaml", {"train": {"optimizer": "sgd", "lr": 1e6, "epochs": 3}})
-    result = stage(workspace, "train.py", "mlp")
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert re.search(r"training mlp at epoch 1, batch \d+ diverged", result.stderr)
-    assert "Lower 'train.lr'" in result.stderr
-    assert not (workspace / "models").exists() and not (workspace / "metrics").exists()
+    result = stage(workspace, "train.py", "mlp", "0")
+    assert_clean_error(result, "Lower 'train.lr'")
+    assert re.search(r"training mlp \(seed 0\) at epoch 1, batch \d+ diverged", result.stderr)
+    for out in ("models", "metrics", "plots", "timings"):
+        assert not (workspace / out).exists(), out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_a_clear_error(workspace: Path) -> None:
     update_params(workspace / "params.yaml", {"train": {"device": "cuda"}})
-    result = stage(workspace, "train.py", "cnn")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "'train.device' = 'cuda'" in result.stderr and "Use 'auto'" in result.stderr
+    assert_clean_error(stage(workspace, "train.py", "cnn", "0"), "'train.device' = 'cuda'", "Use 'auto'")
 
 
 def test_auto_device_falls_back_and_is_recorded(workspace: Path) -> None:
     update_params(workspace / "params.yaml", {"train": {"device": "auto"}})
-    assert stage(workspace, "train.py", "mlp").returncode == 0
+    assert stage(workspace, "train.py", "mlp", "0").returncode == 0
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert json.loads((workspace / "metrics" / "mlp.json").read_text())["device"] == expected
+    assert json.loads((workspace / "metrics/runs/mlp/0/train.json").read_text())["device"] == expected
 
 
-def test_outputs_are_byte_identical_across_runs_except_timing(workspace: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("resnet", "0"), ["unknown variant 'resnet'", "Variants in params.yaml"]),
+        (("mlp", "zero"), ["seed argument must be an integer", "'zero'"]),
+        (("mlp",), ["wrong arguments", "['mlp']"]),
+        (("mlp", "0", "extra"), ["wrong arguments"]),
+    ],
+    ids=["unknown-variant", "bad-seed", "missing-seed", "extra-argument"],
+)
+def test_bad_stage_arguments_are_clean_errors(workspace: Path, args, fragments) -> None:
+    assert_clean_error(stage(workspace, "train.py", *args), *fragments)
+    assert not (workspace / "models").exists()
+
+
+def test_probe_without_a_trained_model_names_the_fix(workspace: Path) -> None:
+    assert_clean_error(stage(workspace, "robustness.py", "cnn", "1"), "models/cnn/1/model.pt", "dvc repro")
+
+
+def test_probe_refuses_a_checkpoint_trained_with_another_config(workspace: Path) -> None:
+    assert stage(workspace, "train.py", "mlp", "0").returncode == 0
+    update_params(workspace / "params.yaml", {"mlp": {"hidden": [24, 16]}})
+    result = stage(workspace, "slice.py", "mlp", "0")
+    assert_clean_error(result, "models/mlp/0/model.pt", "[32, 16]", "[24, 16]", "dvc repro train_mlp")
+    assert not (workspace / "metrics/runs/mlp/0/slice.json").exists()
+
+
+def test_outputs_are_byte_identical_across_runs_except_timings(workspace: Path) -> None:
     outputs = {}
-    for run in range(2):
-        for script in ("train.py", "robustness.py", "slice.py"):
-            result = stage(workspace, script, "cnn")
+    for attempt in range(2):
+        for script in ("train.py", *PROBES):
+            result = stage(workspace, script, "cnn", "0")
             assert result.returncode == 0, result.stderr
-        outputs[run] = {
-            "csv": {p.relative_to(workspace): p.read_bytes() for p in (workspace / "plots").rglob("*.csv")},
-            "json": {p.relative_to(workspace): without_timing(p) for p in (workspace / "metrics").rglob("*.json")},
+        outputs[attempt] = {
+            "metrics": files(workspace / "metrics", "*.json"),
+            "plots": files(workspace / "plots", "*.csv"),
+            "models": files(workspace / "models", "*.pt"),
         }
-    assert len(outputs[0]["csv"]) == 3 and len(outputs[0]["json"]) == 3
+        timings = files(workspace / "timings", "*.json")
+        assert sorted(str(p) for p in timings) == [
+            f"cnn/0/{s.removesuffix('.py')}.json" for s in sorted(("train.py", *PROBES))
+        ]
+        for blob in timings.values():
+            assert set(json.loads(blob)) == {"wall_s", "peak_rss_mb"}
+    first = outputs[0]
+    assert sorted(map(str, first["metrics"])) == [
+        f"runs/cnn/0/{p}.json" for p in sorted(("train", "robustness", "slice", "path", "curvature"))
+    ]
+    assert sorted(map(str, first["plots"])) == [
+        f"runs/cnn/0/{p}.csv" for p in sorted(("history", "robustness", "slice", "surface", "path"))
+    ]
+    assert sorted(map(str, first["models"])) == ["cnn/0/init.pt", "cnn/0/model.pt"]
+    for blob in first["metrics"].values():
+        text = blob.decode()
+        assert "wall_s" not in text and "peak_rss" not in text  # timings live in timings/, not in the metrics
     assert outputs[0] == outputs[1]
+
+
+def test_seeds_give_different_runs_and_a_run_does_not_depend_on_other_seeds(workspace: Path) -> None:
+    assert stage(workspace, "train.py", "mlp", "1").returncode == 0
+    alone = files(workspace / "metrics", "*.json")
+    assert stage(workspace, "train.py", "mlp", "0").returncode == 0
+    both = files(workspace / "metrics", "*.json")
+    one = Path("runs/mlp/1/train.json")
+    assert both[one] == alone[one]
+    assert both[Path("runs/mlp/0/train.json")] != both[one]
 
 
 def test_sigkill_mid_epoch_leaves_previous_outputs_intact(workspace: Path) -> None:
     params = workspace / "params.yaml"
-    assert stage(workspace, "train.py", "cnn").returncode == 0
-    previous = {p: p.read_bytes() for p in (workspace / "models" / "cnn.pt", workspace / "metrics" / "cnn.json")}
-    reference = without_timing(workspace / "metrics" / "cnn.json")
+    assert stage(workspace, "train.py", "cnn", "0").returncode == 0
+    run_files = ("models/cnn/0/model.pt", "models/cnn/0/init.pt", "metrics/runs/cnn/0/train.json")
+    previous = {p: (workspace / p).read_bytes() for p in run_files}
 
     update_params(params, {"train": {"epochs": 200}})
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "stages" / "train.py"), "cnn"],
-        cwd=workspace,
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_command(
+        [sys.executable, REPO / "stages" / "train.py", "cnn", "0"], workspace, stdout=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
     seen = ""
@@ -109,8 +168,11 @@ def test_sigkill_mid_epoch_leaves_previous_outputs_intact(workspace: Path) -> No
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {seen[-500:]}"
     for path, content in previous.items():
-        assert path.read_bytes() == content, f"{path} changed after a killed run"
+        assert (workspace / path).read_bytes() == content, f"{path} changed after a killed run"
+    leftovers = [p for p in workspace.rglob("*") if p.is_file() and ".tmp" in p.name]
+    assert not leftovers, leftovers
 
-    update_params(params, {"train": {"epochs": 1}})
-    assert stage(workspace, "train.py", "cnn").returncode == 0
-    assert without_timing(workspace / "metrics" / "cnn.json") == reference
+    update_params(params, {"train": {"epochs": TINY_PARAMS["train"]["epochs"]}})
+    assert stage(workspace, "train.py", "cnn", "0").returncode == 0
+    for path, content in previous.items():
+        assert (workspace / path).read_bytes() == content, f"{path} differs after a rerun"

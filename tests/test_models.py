@@ -1,7 +1,8 @@
-"""The two models, their checkpoints, and the one evaluation function."""
+"""Every variant of the two model families, their checkpoints, and the one evaluation function."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import REPO
 from conftest import SMALL_MODELS as SMALL
 from landscape.data import Split
 from landscape.errors import StudyError
@@ -23,19 +25,20 @@ from landscape.models import (
     max_pool_2x2,
     save_checkpoint,
 )
-from landscape.params import CNNParams, MLPParams
+from landscape.params import ModelConfig, load_params
 
-MLP_CFG = MLPParams(hidden=[256, 128])
-CNN_CFG = CNNParams(channels=[32, 64], fc=128, dropout_conv=0.25, dropout_fc=0.5)
+PARAMS = load_params(REPO / "params.yaml")
+MLP_CFG = ModelConfig("mlp", [256, 128], 0, False, [0.0, 0.0])  # Model A
+CNN_CFG = ModelConfig("cnn", [32, 64], 128, True, [0.25, 0.5])  # Model B
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
 
 
-def seeded_model(name: str, cfg, seed: int = 0) -> nn.Module:
+def seeded_model(cfg: ModelConfig, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    model = build_model(name, cfg)
+    model = build_model(cfg)
     with torch.no_grad():  # give BN running statistics non-default values, as training would
         model.train()(images(32, seed + 1))
     return model.eval()
@@ -45,41 +48,134 @@ def module_types(model: nn.Module) -> set[type]:
     return {type(m) for m in model.modules()}
 
 
-# --- architecture ---------------------------------------------------------------------------
+def layer_types(sequence: nn.Sequential) -> list[type]:
+    return [type(m) for m in sequence]
 
 
-def test_mlp_parameter_count():
-    expected = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
-    assert count_parameters(build_model("mlp", MLP_CFG)) == expected
+# --- architecture: parameter counts by hand ---------------------------------------------------
+
+MLP_WEIGHTS = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10  # three linear layers, each weight + bias
+MLP_BN = 2 * (256 + 128)  # gamma and beta after each hidden linear layer
+CNN_CONV = (1 * 32 * 3 * 3 + 32) + (32 * 64 * 3 * 3 + 64)
+CNN_BN = 2 * 32 + 2 * 64
+CNN_FC = (64 * 7 * 7 * 128 + 128) + (128 * 10 + 10)  # two 2x2 max-pools: 28 -> 14 -> 7
+HAND_COUNTS = {
+    "mlp": MLP_WEIGHTS,
+    "mlp_bn": MLP_WEIGHTS + MLP_BN,
+    "mlp_dropout": MLP_WEIGHTS,  # dropout has no parameters
+    "mlp_bn_dropout": MLP_WEIGHTS + MLP_BN,
+    "cnn": CNN_CONV + CNN_BN + CNN_FC,
+    "cnn_nobn": CNN_CONV + CNN_FC,
+    "cnn_nodropout": CNN_CONV + CNN_BN + CNN_FC,
+    "cnn_plain": CNN_CONV + CNN_FC,
+}
 
 
-def test_cnn_parameter_count():
-    conv1 = 1 * 32 * 3 * 3 + 32
-    bn1 = 2 * 32
-    conv2 = 32 * 64 * 3 * 3 + 64
-    bn2 = 2 * 64
-    fc = 64 * 7 * 7 * 128 + 128  # two 2x2 max-pools: 28 -> 14 -> 7
-    out = 128 * 10 + 10
-    assert count_parameters(build_model("cnn", CNN_CFG)) == conv1 + bn1 + conv2 + bn2 + fc + out
+def test_params_yaml_widths_are_the_ones_counted_by_hand():
+    assert PARAMS.mlp.hidden == [256, 128]
+    assert (PARAMS.cnn.channels, PARAMS.cnn.fc) == ([32, 64], 128)
+    assert PARAMS.model_config("mlp") == MLP_CFG
+    assert PARAMS.model_config("cnn") == CNN_CFG
 
 
-@pytest.mark.parametrize(("name", "cfg"), [("mlp", MLP_CFG), ("cnn", CNN_CFG)])
-@pytest.mark.parametrize("batch", [1, 5])
-def test_output_shape(name, cfg, batch):
-    model = build_model(name, cfg).eval()
+@pytest.mark.parametrize("variant", HAND_COUNTS)
+def test_variant_parameter_count_matches_hand_count(variant):
+    assert count_parameters(build_model(PARAMS.model_config(variant))) == HAND_COUNTS[variant]
+
+
+def test_mlp_dropout_has_the_same_count_as_mlp_and_bn_adds_gamma_beta():
+    count = {v: count_parameters(build_model(PARAMS.model_config(v))) for v in HAND_COUNTS}
+    assert count["mlp_dropout"] == count["mlp"]
+    assert count["mlp_bn"] - count["mlp"] == MLP_BN
+    assert count["cnn"] - count["cnn_nobn"] == CNN_BN
+
+
+def test_every_variant_in_params_builds_in_its_training_group():
+    """Every variant of params.yaml builds, runs, and sits in the dvc.yaml group of its family."""
+    study = PARAMS.study
+    assert set(study.variants) == set(PARAMS.variants) == set(study.train_mlp) | set(study.train_cnn)
+    for name in PARAMS.variants:
+        cfg = PARAMS.model_config(name)
+        variant = PARAMS.variant(name)
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            assert model(images(2)).shape == (2, 10), name
+        assert cfg.family == variant.family == ("cnn" if variant.conv else "mlp")
+        assert (name in study.train_cnn) == isinstance(model, CNN), name
+        assert (name in study.train_mlp) == isinstance(model, MLP), name
+        has_bn = bool(module_types(model) & {nn.BatchNorm1d, nn.BatchNorm2d})
+        dropout = [m.p for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+        assert has_bn == variant.bn, name
+        assert dropout == ([PARAMS.cnn.dropout_conv, PARAMS.cnn.dropout_fc] if variant.dropout else []), name
+
+
+def test_unknown_variant_is_a_study_error_naming_the_known_ones():
+    with pytest.raises(StudyError, match="unknown variant 'cnn_bn'.*Did you mean"):
+        PARAMS.model_config("cnn_bn")
+
+
+def test_unknown_family_is_a_study_error():
+    with pytest.raises(StudyError, match="resnet"):
+        build_model(ModelConfig("resnet", [8], 0, False, [0.0, 0.0]))
+
+
+# --- architecture: placement of BN and dropout ------------------------------------------------
+
+
+@pytest.mark.parametrize(("cfg", "batch"), [(MLP_CFG, 1), (MLP_CFG, 5), (CNN_CFG, 1), (CNN_CFG, 5)])
+def test_output_shape(cfg, batch):
+    model = build_model(cfg).eval()
     with torch.no_grad():
         assert model(images(batch)).shape == (batch, 10)
 
 
-def test_cnn_has_batch_norm_and_dropout_mlp_has_neither():
-    cnn, mlp = module_types(build_model("cnn", CNN_CFG)), module_types(build_model("mlp", MLP_CFG))
+def test_model_a_has_no_normalization_or_dropout_model_b_has_both():
+    cnn, mlp = module_types(build_model(CNN_CFG)), module_types(build_model(MLP_CFG))
     assert {nn.BatchNorm2d, nn.Dropout, nn.Conv2d} <= cnn
     assert not mlp & {nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.LayerNorm}
-    assert isinstance(build_model("cnn", CNN_CFG), CNN) and isinstance(build_model("mlp", MLP_CFG), MLP)
+    assert isinstance(build_model(CNN_CFG), CNN) and isinstance(build_model(MLP_CFG), MLP)
+
+
+def test_mlp_bn_dropout_places_bn_before_relu_and_dropout_as_model_b():
+    """BN after each hidden linear layer, before its ReLU; dropout[0] after the first hidden layer, dropout[1]
+    after the last one (none after a middle one)."""
+    mlp = MLP([12, 10, 8], bn=True, dropout=(0.25, 0.5))
+    Lin, BN, ReLU, Drop = nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout
+    assert layer_types(mlp.net) == [nn.Flatten, Lin, BN, ReLU, Drop, Lin, BN, ReLU, Lin, BN, ReLU, Drop, Lin]
+    drops = [m.p for m in mlp.net if isinstance(m, Drop)]
+    assert drops == [0.25, 0.5]
+    assert [m.num_features for m in mlp.net if isinstance(m, BN)] == [12, 10, 8]
+
+
+@pytest.mark.parametrize(
+    ("bn", "dropout", "expected"),
+    [
+        (False, (0.0, 0.0), [nn.Flatten, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]),
+        (True, (0.0, 0.0), [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU,
+                            nn.Linear]),
+        (False, (0.25, 0.5), [nn.Flatten, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]),
+    ],
+    ids=["mlp", "mlp_bn", "mlp_dropout"],
+)  # fmt: skip
+def test_mlp_variant_layer_order(bn, dropout, expected):
+    assert layer_types(MLP([16, 8], bn=bn, dropout=dropout).net) == expected
+
+
+def test_cnn_without_bn_holds_identity_in_bn_place_and_keeps_dropout():
+    model = CNN([4, 8], fc=16, bn=False, dropout=(0.25, 0.5))
+    assert layer_types(model.features) == [nn.Conv2d, nn.Identity, nn.MaxPool2d, nn.ReLU] * 2
+    assert not module_types(model) & {nn.BatchNorm1d, nn.BatchNorm2d}
+    assert [m.p for m in model.classifier if isinstance(m, nn.Dropout)] == [0.25, 0.5]
+    assert layer_types(CNN([4, 8], fc=16).features) == [nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU] * 2
+
+
+def test_cnn_classifier_order_dropout_flatten_fc_relu_dropout_fc():
+    model = CNN([4, 8], fc=16, bn=True, dropout=(0.25, 0.5))
+    assert layer_types(model.classifier) == [nn.Dropout, nn.Flatten, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
 
 
 def textbook_cnn(model: CNN, x: torch.Tensor) -> torch.Tensor:
-    """The CNN as described: conv -> BN (the module itself) -> ReLU -> max-pool, then the classifier."""
+    """The CNN as described: conv -> BN (the module itself, or Identity) -> ReLU -> max-pool, then the classifier."""
     f = model.features
     for i in range(0, len(f), CNN.BLOCK):
         conv, bn = f[i], f[i + 1]
@@ -87,8 +183,8 @@ def textbook_cnn(model: CNN, x: torch.Tensor) -> torch.Tensor:
     return model.classifier(x)
 
 
-def cnn_with_nontrivial_batch_norm(cfg: CNNParams = SMALL["cnn"]) -> CNN:
-    model = seeded_model("cnn", cfg)  # running statistics away from 0 / 1
+def cnn_with_nontrivial_batch_norm(cfg: ModelConfig = SMALL["cnn"]) -> CNN:
+    model = seeded_model(cfg)  # running statistics away from 0 / 1
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for m in model.modules():
@@ -100,21 +196,25 @@ def cnn_with_nontrivial_batch_norm(cfg: CNNParams = SMALL["cnn"]) -> CNN:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("channels", [[4, 8], [4, 8, 8]])  # three blocks pool an odd side: 7 -> 3
-def test_cnn_eval_forward_with_folded_batch_norm_matches_textbook_order(channels_last, channels):
-    cfg = CNNParams(channels=channels, fc=16, dropout_conv=0.25, dropout_fc=0.5)
+@pytest.mark.parametrize("bn", [True, False])
+def test_cnn_eval_forward_with_folded_batch_norm_matches_textbook_order(channels_last, channels, bn):
+    cfg = ModelConfig("cnn", channels, 16, bn, [0.25, 0.5])
     model = cnn_with_nontrivial_batch_norm(cfg).eval()
     x = images(16, seed=5)
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     with torch.no_grad():
         got, expected = model(x), textbook_cnn(model, x)
-    assert not torch.equal(model.features[1].running_var, torch.ones_like(model.features[1].running_var))
+    if bn:
+        assert not torch.equal(model.features[1].running_var, torch.ones_like(model.features[1].running_var))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert got.argmax(1).tolist() == expected.argmax(1).tolist()
 
 
-def test_cnn_train_forward_is_bit_identical_to_textbook_order_and_updates_batch_norm_alike():
-    ours, reference = cnn_with_nontrivial_batch_norm().train(), cnn_with_nontrivial_batch_norm().train()
+@pytest.mark.parametrize("bn", [True, False])
+def test_cnn_train_forward_is_bit_identical_to_textbook_order_and_updates_batch_norm_alike(bn):
+    cfg = ModelConfig("cnn", [4, 8], 16, bn, [0.25, 0.5])
+    ours, reference = cnn_with_nontrivial_batch_norm(cfg).train(), cnn_with_nontrivial_batch_norm(cfg).train()
     x = images(16, seed=6)
     torch.manual_seed(0)  # the same dropout masks
     got = ours(x)
@@ -142,21 +242,25 @@ def test_strided_max_pool_equals_max_pool2d_exactly(shape, channels_last):
     assert torch.equal(got.nan_to_num(), expected.nan_to_num())
 
 
-def test_unknown_model_is_a_study_error():
-    with pytest.raises(StudyError, match="resnet"):
-        build_model("resnet", MLP_CFG)
-
-
 # --- checkpoints ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+CHECKPOINT_CONFIGS = {
+    **SMALL,
+    "mlp_bn_dropout": ModelConfig("mlp", [16, 8], 0, True, [0.25, 0.5]),
+    "cnn_nobn": ModelConfig("cnn", [4, 8], 16, False, [0.25, 0.5]),
+}
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_CONFIGS)
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
-    model = seeded_model(name, SMALL[name])
-    path = save_checkpoint(tmp_path / f"{name}.pt", name, SMALL[name], model, {"seed": 7})
-    loaded, extra = load_checkpoint(path, expected=SMALL[name])
+    cfg = CHECKPOINT_CONFIGS[name]
+    model = seeded_model(cfg)
+    path = save_checkpoint(tmp_path / name / "0" / "model.pt", name, cfg, model, {"seed": 7})
+    loaded, extra = load_checkpoint(path, expected=cfg)
     assert extra == {"seed": 7}
     assert type(loaded) is type(model)
+    assert loaded.state_dict().keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     x = images(8, seed=9)
@@ -164,12 +268,37 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
         assert torch.equal(loaded.eval()(x), model(x))
 
 
-def test_checkpoint_with_other_config_is_refused(tmp_path):
-    path = save_checkpoint(tmp_path / "mlp.pt", "mlp", MLP_CFG, build_model("mlp", MLP_CFG), {})
+def test_equal_checkpoints_are_equal_bytes(tmp_path):
+    """Written twice (each time through a fresh temp name), the same model gives the same file: DVC sees no change."""
+    model = seeded_model(SMALL["cnn"])
+    a = save_checkpoint(tmp_path / "a" / "model.pt", "cnn", SMALL["cnn"], model, {"seed": 0}).read_bytes()
+    b = save_checkpoint(tmp_path / "b" / "model.pt", "cnn", SMALL["cnn"], model, {"seed": 0}).read_bytes()
+    assert a == b
+
+
+def test_checkpoint_without_expected_config_rebuilds_the_stored_one(tmp_path):
+    cfg = CHECKPOINT_CONFIGS["mlp_bn_dropout"]
+    path = save_checkpoint(tmp_path / "m.pt", "mlp_bn_dropout", cfg, build_model(cfg), {})
+    loaded, _ = load_checkpoint(path)
+    assert layer_types(loaded.net) == layer_types(build_model(cfg).net)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ModelConfig("mlp", [300, 128], 0, False, [0.0, 0.0]),  # another width
+        ModelConfig("mlp", [256, 128], 0, True, [0.0, 0.0]),  # another variant of the same widths: BN
+        ModelConfig("mlp", [256, 128], 0, False, [0.25, 0.5]),  # dropout
+    ],
+    ids=["widths", "bn", "dropout"],
+)
+def test_checkpoint_with_other_config_is_refused(tmp_path, other):
+    path = save_checkpoint(tmp_path / "mlp.pt", "mlp", MLP_CFG, build_model(MLP_CFG), {})
     with pytest.raises(StudyError) as err:
-        load_checkpoint(path, expected=MLPParams(hidden=[300, 128]))
+        load_checkpoint(path, expected=other)
     message = str(err.value)
-    assert "[256, 128]" in message and "[300, 128]" in message
+    assert str(path) in message and "[256, 128]" in message and "Retrain" in message
+    assert str(dataclasses.asdict(other)) in message
 
 
 def test_missing_checkpoint_is_a_study_error(tmp_path):
@@ -188,8 +317,8 @@ class CreatesDirectoryWhenUnpickled:
 
 
 def malicious_checkpoint(path: Path, marker: Path) -> Path:
-    state = build_model("mlp", SMALL["mlp"]).state_dict()
-    payload = {"name": "mlp", "config": {"hidden": [16, 8]}, "state_dict": state, "extra": {}}
+    state = build_model(SMALL["mlp"]).state_dict()
+    payload = {"name": "mlp", "config": dataclasses.asdict(SMALL["mlp"]), "state_dict": state, "extra": {}}
     payload["extra"]["x"] = CreatesDirectoryWhenUnpickled(marker)
     torch.save(payload, path)
     return path
@@ -212,7 +341,7 @@ def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.01, 0.5, 0.99])
 def test_truncated_checkpoint_is_a_study_error(tmp_path, keep):
-    path = save_checkpoint(tmp_path / "mlp.pt", "mlp", SMALL["mlp"], build_model("mlp", SMALL["mlp"]), {})
+    path = save_checkpoint(tmp_path / "mlp.pt", "mlp", SMALL["mlp"], build_model(SMALL["mlp"]), {})
     blob = path.read_bytes()
     path.write_bytes(blob[: int(len(blob) * keep)])
     with pytest.raises(StudyError, match=str(path)):
@@ -236,16 +365,22 @@ def test_file_that_is_not_a_checkpoint_is_a_study_error(tmp_path, blob):
         load_checkpoint(path)
 
 
+STORED = dataclasses.asdict(SMALL["mlp"])
+
+
 @pytest.mark.parametrize(
     "payload",
     [
         [1, 2, 3],
-        {"name": "mlp", "config": {"hidden": [4]}},
+        {"name": "mlp", "config": STORED},
         {"name": "vgg", "config": {}, "state_dict": {}},
+        {"name": "vgg", "config": {**STORED, "family": "vgg"}, "state_dict": {}},
         {"name": "mlp", "config": {"width": 4}, "state_dict": {}},
-        {"name": "mlp", "config": {"hidden": [4]}, "state_dict": {"w": torch.zeros(2)}},
+        {"name": "mlp", "config": {**STORED, "widths": "wide"}, "state_dict": {}},
+        {"name": "mlp", "config": STORED, "state_dict": {"w": torch.zeros(2)}},
+        {"name": "mlp", "config": {**STORED, "bn": True}, "state_dict": build_model(SMALL["mlp"]).state_dict()},
     ],
-    ids=["list", "no-state", "unknown-model", "bad-config", "bad-weights"],
+    ids=["list", "no-state", "empty-config", "unknown-family", "bad-config", "bad-widths", "bad-weights", "no-bn"],
 )
 def test_wellformed_file_with_wrong_content_is_a_study_error(tmp_path, payload):
     path = tmp_path / "mlp.pt"
@@ -306,7 +441,7 @@ def test_evaluate_does_not_depend_on_batch_size():
 
 
 def test_evaluate_uses_batch_norm_running_statistics_and_no_dropout():
-    model = seeded_model("cnn", SMALL["cnn"])
+    model = seeded_model(SMALL["cnn"])
     x = images(12, seed=4)
     split = Split(x, torch.arange(12) % 10)
     with torch.no_grad():

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, run_stage_script, tiny_params
 from landscape.errors import StudyError
-from landscape.params import N_TRAIN_IMAGES, Params, load_params, parse_params
+from landscape.params import N_TRAIN_IMAGES, ModelConfig, Params, load_params, parse_params
 
 PARAMS_FILE = REPO / "params.yaml"
 DELETE = object()  # sentinel: remove the key instead of setting it
@@ -42,8 +40,44 @@ def test_real_params_file_validates():
     assert params.train.epochs > 0
     assert params.robustness.sigmas[0] == 0.0
     assert params.slice.points % 2 == 1
-    assert params.model("mlp") is params.mlp
-    assert params.model("cnn") is params.cnn
+    assert params.model_config("mlp").family == "mlp"
+    assert params.model_config("cnn").family == "cnn"
+    assert len(params.study.seeds) >= 3
+    assert 0 in params.robustness.sigmas and all(s > 0 for s in params.robustness.moderate_sigma.values())
+
+
+def test_variants_make_the_full_conv_bn_dropout_factorial():
+    params = parse_params(real_raw())
+    cells = {(v.conv, v.bn, v.dropout): name for name, v in params.variants.items()}
+    assert len(cells) == 8 == len(params.variants)
+    assert cells[(False, False, False)] == "mlp"  # Model A
+    assert cells[(True, True, True)] == "cnn"  # Model B
+    assert params.study.train_mlp == [n for n, v in params.variants.items() if not v.conv]
+    assert params.study.train_cnn == [n for n, v in params.variants.items() if v.conv]
+
+
+def test_model_config_takes_widths_from_the_family_and_bn_dropout_from_the_variant():
+    params = parse_params(real_raw())
+    rates = [params.cnn.dropout_conv, params.cnn.dropout_fc]
+    assert params.model_config("mlp") == ModelConfig("mlp", params.mlp.hidden, 0, False, [0.0, 0.0])
+    assert params.model_config("mlp_bn_dropout") == ModelConfig("mlp", params.mlp.hidden, 0, True, rates)
+    assert params.model_config("cnn") == ModelConfig("cnn", params.cnn.channels, params.cnn.fc, True, rates)
+    assert params.model_config("cnn_nobn") == ModelConfig("cnn", params.cnn.channels, params.cnn.fc, False, rates)
+    assert params.model_config("cnn_plain").dropout == [0.0, 0.0]
+
+
+def test_unknown_variant_is_a_study_error_with_a_suggestion():
+    params = parse_params(real_raw())
+    with pytest.raises(StudyError, match=r"unknown variant 'mlp_nb'\. Did you mean 'mlp_bn'\?"):
+        params.variant("mlp_nb")
+
+
+def test_tiny_test_params_validate(tmp_path, synthetic_mirror):
+    mirror, checksums = synthetic_mirror
+    tiny_params(tmp_path / "params.yaml", mirror, checksums)
+    params = load_params(tmp_path / "params.yaml")
+    assert params.study.variants == ["mlp", "cnn"] and params.study.seeds == [0, 1]
+    assert params.data.mirror == str(mirror) and params.data.sha256 == checksums
 
 
 def test_load_params_reads_the_real_file():
@@ -72,8 +106,9 @@ BAD_VALUES = [
     ("train.optimizer", "rmsprop", ["'train.optimizer'", "'rmsprop'", "'sgd'", "'adam'"]),
     ("train.device", "tpu", ["'train.device'", "'tpu'", "'cuda'"]),
     ("robustness.modes", ["absolute", "gaussian"], ["'robustness.modes'", "'gaussian'", "'filter'"]),
-    ("robustness.bn", ["frozen", "frozen"], ["'robustness.bn'", "['frozen', 'frozen']"]),
-    ("slice.bn", "recalibrate", ["'slice.bn'", "'recalibrate'", "'recalibrated'"]),
+    ("probes.bn", ["frozen", "frozen"], ["'probes.bn'", "['frozen', 'frozen']"]),
+    ("probes.bn", ["recalibrate"], ["'probes.bn'", "'recalibrate'", "'recalibrated'"]),
+    ("probes.parameters", "biases", ["'probes.parameters'", "'biases'", "'weights'", "'all'"]),
     ("cnn.dropout_fc", 1.0, ["'cnn.dropout_fc'", "1.0", "[0, 1)"]),
     ("cnn.dropout_conv", 1.5, ["'cnn.dropout_conv'", "1.5"]),
     ("cnn.channels", [8, 8, 8, 8, 8], ["'cnn.channels'", "[8, 8, 8, 8, 8]", "at most 4"]),
@@ -82,8 +117,46 @@ BAD_VALUES = [
     ("train.epochs", 2.5, ["'train.epochs'", "2.5", "integer"]),
     ("train.epochs", "12", ["'train.epochs'", "'12'", "integer"]),
     ("mlp.hidden", 256, ["'mlp.hidden'", "256", "list"]),
-    ("robustness.val_samples", 10001, ["'robustness.val_samples'", "10001", "validation split"]),
-    ("slice.train_samples", N_FIT + 5, ["'slice.train_samples'", str(N_FIT + 5), "training split"]),
+    ("robustness.samples.val", 10001, ["'robustness.samples.val'", "10001", "validation split"]),
+    ("slice.samples.train", N_FIT + 5, ["'slice.samples.train'", str(N_FIT + 5), "training split"]),
+    ("slice.surface_samples.bn", N_FIT + 1, ["'slice.surface_samples.bn'", "training split"]),
+    ("path.samples.bn", 0, ["'path.samples.bn'", "= 0", "> 0"]),
+    ("curvature.samples.train", 0, ["'curvature.samples.train'", "Hessian"]),
+    ("slice.samples.tran", 5, ["'slice.samples.tran'", "Did you mean 'train'?"]),
+    ("slice.samples", 100, ["'slice.samples'", "100", "mapping"]),
+    ("slice.samples.val", DELETE, ["missing key 'slice.samples.val'"]),
+    ("slice.surface_points", 20, ["'slice.surface_points'", "20", "odd"]),
+    ("path.points", 1, ["'path.points'", ">= 2"]),
+    ("path.margin", -0.1, ["'path.margin'", ">= 0"]),
+    ("curvature.hutchinson_samples", 1, ["'curvature.hutchinson_samples'", ">= 2"]),
+    ("train.target_acc", 1.0, ["'train.target_acc'", "(0, 1)"]),
+    ("train.seed", 0, ["'train.seed'", "unknown key", "Allowed keys"]),
+    ("robustness.bisect_steps", 4, ["'robustness.bisect_steps'", "unknown key"]),
+    ("robustness.moderate_sigma", {"filter": 0.0}, ["'robustness.moderate_sigma'", "sigma > 0"]),
+    (
+        "robustness.moderate_sigma",
+        {"filter": 0.07},
+        ["'robustness.moderate_sigma.filter'", "0.07", "robustness.sigmas"],
+    ),
+    ("robustness.moderate_sigma", {"relative": 0.01}, ["'robustness.moderate_sigma'", "'relative'", "modes"]),
+    ("study.seeds", [], ["'study.seeds'", "[]", "non-empty"]),
+    ("study.seeds", [0, 1, 1], ["'study.seeds'", "[0, 1, 1]", "distinct"]),
+    ("study.seeds", [0, -1], ["'study.seeds'", ">= 0"]),
+    ("study.seeds", [0, 1.5], ["'study.seeds[1]'", "1.5", "integer"]),
+    ("study.variants", ["mlp", "resnet"], ["unknown variant 'resnet'"]),
+    ("study.variants", ["mlp", "cnn"], ["'study.variants'", "exactly", "mlp_bn"]),
+    (
+        "study.train_mlp",
+        ["mlp", "mlp_bn", "mlp_dropout", "mlp_bn_dropout", "cnn"],
+        ["'study.train_mlp'", "'cnn'", "conv: True", "train_cnn"],
+    ),
+    ("variants.mlp.bn", "yes", ["'variants.mlp.bn'", "'yes'", "true or false"]),
+    ("variants.mlp.bn", 1, ["'variants.mlp.bn'", "1", "true or false"]),
+    ("variants.mlp.conv", DELETE, ["missing key 'variants.mlp.conv'"]),
+    ("variants.mlp.norm", True, ["unknown key 'variants.mlp.norm'"]),
+    ("variants.mlp", [False, False, False], ["'variants.mlp'", "mapping"]),
+    ("variants", ["mlp"], ["'variants'", "mapping"]),
+    ("study", DELETE, ["missing section 'study'"]),
     ("slice.fit_fraction", 0.0, ["'slice.fit_fraction'", "0.0", "(0, 1]"]),
     ("train.lrr", 0.1, ["'train.lrr'", "Did you mean 'lr'?"]),
     ("slice.normalisation", "filter", ["'slice.normalisation'", "Did you mean 'normalization'?"]),
@@ -157,16 +230,11 @@ def test_load_params_reports_bad_key_from_file(tmp_path):
         load_params(path)
 
 
+@pytest.mark.slow
 def test_train_stage_exits_cleanly_on_bad_params(tmp_path: Path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value(real_raw(), "train.epochs", 0)))
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "train.py"), "mlp"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode != 0
+    result = run_stage_script(tmp_path, "train.py", "mlp", "0")
+    assert result.returncode == 2
     assert "train.epochs" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists()

@@ -4,30 +4,23 @@ libraries inline and embeds the plot."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import DVC, REPO, run_command
+
 TEMPLATE = REPO / ".dvc" / "plots_template.html"
 MARKER = "offline-vega"  # written by tools/offline_plots_template.py; absent from the CDN fallback
-DVC = [sys.executable, "-m", "dvc"]
-ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 SCRIPT_WITH_SRC = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
 EMBED_CALL = re.compile(r"var spec = (\{.*?\});\s*vegaEmbed\('#[^']+', spec\);", re.DOTALL)
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return run_command(cmd, cwd).stdout
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +47,8 @@ def plots_repo(tmp_path: Path, template_setting: str) -> Path:
     shutil.copyfile(TEMPLATE, repo / ".dvc" / template_setting)
     (repo / "learning_curve.csv").write_text("epoch,acc\n1,0.52\n2,0.71\n3,0.80\n4,0.84\n")
     (repo / "dvc.yaml").write_text("plots:\n  - learning_curve.csv:\n      x: epoch\n      y: acc\n")
-    run(["git", *GIT_ID, "add", "-A"], repo)
-    run(["git", *GIT_ID, "commit", "-q", "-m", "learning curve"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "learning curve"], repo)
     return repo
 
 
@@ -68,6 +61,7 @@ def check_offline_page(html: str) -> None:
         assert f"<script>/* {library} " in html, f"{library} not inlined"
 
 
+@pytest.mark.slow
 def test_plots_show_offline(plots_repo: Path) -> None:
     out = run([*DVC, "plots", "show", "-o", "plots_out"], plots_repo)
     html = (plots_repo / "plots_out" / "index.html").read_text(encoding="utf8")
@@ -78,6 +72,7 @@ def test_plots_show_offline(plots_repo: Path) -> None:
     assert '"epoch"' in specs[0] and '"acc"' in specs[0] and "0.84" in specs[0]
 
 
+@pytest.mark.slow
 def test_plots_diff_offline(plots_repo: Path) -> None:
     (plots_repo / "learning_curve.csv").write_text("epoch,acc\n1,0.60\n2,0.77\n3,0.86\n4,0.90\n")
     run([*DVC, "plots", "diff", "HEAD", "-o", "plots_out"], plots_repo)

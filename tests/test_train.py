@@ -1,4 +1,5 @@
-"""The fast training loop against a textbook one: the same updates, computed independently.
+"""The fast training loop against a textbook one (the same updates, computed independently), one whole
+seeded training run, and the 2 x 2 of train-split accuracies that isolates a negative gap.
 
 `train_epoch` uses the fused optimizer kernels and gathers batches with `index_select`. Here
 the reference gathers with plain indexing and applies the Adam / SGD-with-momentum update
@@ -8,6 +9,8 @@ with another PyTorch optimizer.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
@@ -16,17 +19,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import SMALL_MODELS as SMALL
-from landscape.data import Split, batch_indices
-from landscape.models import build_model
-from landscape.params import TrainParams
-from landscape.train import make_optimizer, make_schedule, train_epoch
+from conftest import learnable_split
+from landscape.data import Dataset, Split, batch_indices
+from landscape.errors import StudyError
+from landscape.evaluate import evaluate
+from landscape.models import MLP, build_model
+from landscape.params import ModelConfig, TrainParams
+from landscape.train import (
+    make_optimizer,
+    make_schedule,
+    train_epoch,
+    train_model,
+    train_split_accuracy_modes,
+    training_summary,
+)
 
 N_IMAGES, BATCH = 100, 32  # 4 batches, the last one short (4 images)
 
 
 def train_cfg(optimizer: str, lr: float, weight_decay: float) -> TrainParams:
     return TrainParams(
-        seed=0,
         epochs=1,
         batch_size=BATCH,
         optimizer=optimizer,
@@ -36,6 +48,7 @@ def train_cfg(optimizer: str, lr: float, weight_decay: float) -> TrainParams:
         schedule="constant",
         device="cpu",
         eval_batch_size=64,
+        target_acc=0.5,
     )
 
 
@@ -49,7 +62,7 @@ def fresh(name: str) -> nn.Module:
     so its true gradient is 0 and the computed one is rounding noise, which Adam rescales into
     full-size steps that differ between any two implementations (and never change the output)."""
     torch.manual_seed(0)
-    model = build_model(name, SMALL[name])
+    model = build_model(SMALL[name])
     for conv, bn in zip(model.modules(), list(model.modules())[1:], strict=False):
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
             conv.bias.requires_grad_(False)
@@ -116,3 +129,145 @@ def test_train_epoch_matches_textbook_update(name, optimizer, lr, weight_decay):
         torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6)
     assert math.isclose(loss, ref_loss, rel_tol=1e-6)
     assert acc == ref_acc
+
+
+# --- one training run -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset() -> Dataset:
+    return Dataset(learnable_split(160, 1), learnable_split(60, 2), learnable_split(40, 3), 0.0, 1.0)
+
+
+def run_training(name: str, data: Dataset, seed: int, epochs: int = 2):
+    cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=epochs, target_acc=0.5)
+    return train_model(name, SMALL[name], cfg, seed, data, data.train.subset(50, 0), torch.device("cpu"), False)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_train_model_returns_the_seeded_initial_weights_and_is_reproducible(tiny_dataset, name):
+    model, initial, history = run_training(name, tiny_dataset, seed=3)
+    torch.manual_seed(3)
+    fresh_init = build_model(SMALL[name]).state_dict()
+    assert initial.keys() == fresh_init.keys()
+    for key, value in fresh_init.items():
+        assert torch.equal(initial[key], value), key  # theta_0 of the path probe is the real initialization
+    assert any(not torch.equal(model.state_dict()[k], initial[k]) for k in initial if initial[k].is_floating_point())
+    assert [r.epoch for r in history] == [1, 2]
+    assert not model.training
+    again, initial_again, history_again = run_training(name, tiny_dataset, seed=3)
+    assert history_again == history
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    other, _, history_other = run_training(name, tiny_dataset, seed=4)
+    assert history_other != history
+
+
+def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
+    data = tiny_dataset
+    train_eval = data.train.subset(50, 0)
+    cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=2, target_acc=0.5)
+    model, _, history = train_model("cnn", SMALL["cnn"], cfg, 0, data, train_eval, torch.device("cpu"), False)
+    s = training_summary("cnn", SMALL["cnn"], cfg, 0, model, history, data, train_eval, torch.device("cpu"))
+    assert (s.variant, s.seed, s.family, s.epochs, s.device) == ("cnn", 0, "cnn", 2, "cpu")
+    assert s.n_parameters == sum(p.numel() for p in model.parameters())
+    for split in ("train", "val", "test"):
+        score = evaluate(model, getattr(data, split), cfg.eval_batch_size)
+        assert (getattr(s, split).loss, getattr(s, split).acc) == (score.loss, score.acc)
+    assert s.gap == s.train.acc - s.val.acc
+    assert s.gap_running == history[-1].train_acc_running - s.val.acc
+    assert s.train_acc_running == history[-1].train_acc_running
+    assert s.train_acc_modes["dropout_off_bn_running"] == evaluate(model, train_eval, cfg.eval_batch_size).acc
+    val_accs = [r.val_acc for r in history]
+    reached = [i + 1 for i, a in enumerate(val_accs) if a >= 0.5]
+    expected = (float(reached[0]), False) if reached else (2.0, True)
+    assert (s.epochs_to_target.value, s.epochs_to_target.censored) == expected
+
+
+def test_divergence_is_a_study_error_naming_run_and_batch(tiny_dataset):
+    cfg = dataclasses.replace(train_cfg("sgd", 1e8, 0.0), epochs=1)
+    with pytest.raises(StudyError, match=r"training mlp \(seed 0\) at epoch 1, batch \d+ diverged"):
+        train_model("mlp", SMALL["mlp"], cfg, 0, tiny_dataset, tiny_dataset.train, torch.device("cpu"), False)
+
+
+# --- the train-split accuracy in the 2 x 2 of {dropout on, off} x {BN batch, running statistics} --
+
+
+MODES = ("dropout_on_bn_batch", "dropout_on_bn_running", "dropout_off_bn_batch", "dropout_off_bn_running")
+
+
+def trained_like(model: nn.Module, seed: int) -> nn.Module:
+    """Weights off their init and BN running statistics away from their defaults, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+        model.train()(learnable_split(64, seed).x)
+    return model.eval()
+
+
+def snapshot(model: nn.Module) -> tuple[dict, list[bool], list]:
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [m.momentum for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)],
+    )
+
+
+def assert_unchanged(model: nn.Module, before) -> None:
+    state, flags, momenta = snapshot(model)
+    assert state.keys() == before[0].keys()
+    for key, value in before[0].items():
+        assert torch.equal(state[key], value), key  # BN running statistics and num_batches_tracked included
+    assert (flags, momenta) == (before[1], before[2])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_without_bn_or_dropout_all_four_cells_equal_eval_accuracy(tiny_dataset, training):
+    torch.manual_seed(0)
+    model = trained_like(MLP([16, 8]), 1).train(training)
+    split = tiny_dataset.val
+    before = snapshot(model)
+    modes = train_split_accuracy_modes(model, split, batch_size=16)
+    assert sorted(modes) == sorted(MODES)
+    expected = evaluate(model, split, 64).acc
+    assert 0 < expected < 1
+    assert all(acc == expected for acc in modes.values()), modes
+    assert_unchanged(model, before)
+
+
+def batch_statistics_accuracy(model: nn.Module, split: Split, batch_size: int) -> float:
+    """Dropout off, every BN layer normalizing with its batch's statistics: by hand on a copy, batches in order."""
+    other = copy.deepcopy(model).eval()
+    for m in other.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+    hits = 0
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+            hits += int((other(x).argmax(1) == y).sum())
+    return hits / len(split)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [SMALL["cnn"], ModelConfig("mlp", [16, 8], 0, True, [0.25, 0.5]), ModelConfig("cnn", [4, 8], 16, True, [0, 0])],
+    ids=["cnn", "mlp_bn_dropout", "cnn_nodropout"],
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_with_bn_the_running_cell_is_evaluate_and_buffers_are_untouched(tiny_dataset, cfg, training):
+    torch.manual_seed(0)
+    model = trained_like(build_model(cfg), 2).train(training)
+    split, batch = tiny_dataset.val, 16  # 60 images: batches of 16, 16, 16, 12
+    before = snapshot(model)
+    torch.manual_seed(5)
+    modes = train_split_accuracy_modes(model, split, batch_size=batch)
+    assert_unchanged(model, before)
+    assert modes["dropout_off_bn_running"] == evaluate(model, split, 64).acc
+    assert modes["dropout_off_bn_batch"] == batch_statistics_accuracy(model, split, batch)
+    assert modes["dropout_off_bn_batch"] != modes["dropout_off_bn_running"]  # the BN factor is visible here
+    if cfg.dropout == [0, 0]:
+        assert modes["dropout_on_bn_batch"] == modes["dropout_off_bn_batch"]
+        assert modes["dropout_on_bn_running"] == modes["dropout_off_bn_running"]
+    torch.manual_seed(5)
+    assert train_split_accuracy_modes(model, split, batch_size=batch) == modes  # dropout masks from the torch seed

@@ -1,0 +1,251 @@
+"""The study matrix end to end without running it: dvc.yaml's matrix stages against params.yaml and the
+library's file layout (``stage.RunPaths``), what each stage's params make rerun, the torch-free stage plumbing,
+and the fixed probe subsets."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, run_command
+from landscape.data import Dataset, Split
+from landscape.errors import StudyError
+from landscape.params import Samples, load_params
+from landscape.stage import RunPaths, Timer, parse_seed, run_stage
+from landscape.study import probe_data
+
+PARAMS = load_params(REPO / "params.yaml")
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+STAGES = DVC_YAML["stages"]
+PER_RUN = ("train_mlp", "train_cnn", "robustness", "slice", "path", "curvature")
+PROBES = ("robustness", "slice", "path", "curvature")
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("run_stages", REPO / "tools" / "run_stages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXPANDED = dict(load_tool().expanded_stages(REPO / "dvc.yaml"))
+
+
+def paths(entries: list) -> set[str]:
+    return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+
+
+def options(entries: list) -> dict[str, dict]:
+    return {next(iter(e)): next(iter(e.values())) if isinstance(e, dict) else {} for e in entries}
+
+
+# --- dvc.yaml's matrix against params.yaml ----------------------------------------------------
+
+
+def test_matrix_groups_expand_over_the_study_section():
+    assert STAGES["train_mlp"]["matrix"] == {"variant": "${study.train_mlp}", "seed": "${study.seeds}"}
+    assert STAGES["train_cnn"]["matrix"] == {"variant": "${study.train_cnn}", "seed": "${study.seeds}"}
+    for probe in PROBES:
+        assert STAGES[probe]["matrix"] == {"variant": "${study.variants}", "seed": "${study.seeds}"}, probe
+    for name in ("download", "aggregate", "plots"):
+        assert "matrix" not in STAGES[name] and "foreach" not in STAGES[name]
+
+
+def test_every_variant_and_seed_gets_training_and_every_probe():
+    for v in PARAMS.study.variants:
+        family = PARAMS.variant(v).family
+        for s in PARAMS.study.seeds:
+            assert f"train_{family}@{v}-{s}" in EXPANDED
+            assert f"train_{'cnn' if family == 'mlp' else 'mlp'}@{v}-{s}" not in EXPANDED
+            for probe in PROBES:
+                assert EXPANDED[f"{probe}@{v}-{s}"]["cmd"] == f"python stages/{probe}.py {v} {s}"
+
+
+@pytest.mark.parametrize("variant", ["mlp", "cnn_nobn"])
+def test_stage_outputs_are_the_library_run_paths(variant):
+    """dvc.yaml declares exactly the files the stage scripts write through ``stage.RunPaths``."""
+    seed = PARAMS.study.seeds[-1]
+    run = RunPaths(variant, seed)
+    family = PARAMS.variant(variant).family
+    expected = {
+        f"train_{family}": {run.model, run.initial, run.metrics("train"), run.plot("history"), run.timing("train")},
+        "robustness": {run.metrics("robustness"), run.plot("robustness"), run.timing("robustness")},
+        "slice": {run.metrics("slice"), run.plot("slice"), run.plot("surface"), run.timing("slice")},
+        "path": {run.metrics("path"), run.plot("path"), run.timing("path")},
+        "curvature": {run.metrics("curvature"), run.timing("curvature")},
+    }
+    for group, files in expected.items():
+        body = EXPANDED[f"{group}@{variant}-{seed}"]
+        assert paths(body["outs"]) == {str(p) for p in files}, group
+        if group in PROBES:
+            assert str(run.model) in body["deps"], group
+    assert str(run.initial) in EXPANDED[f"path@{variant}-{seed}"]["deps"]
+    assert run.metrics("slice") == Path("metrics/runs") / variant / str(seed) / "slice.json"
+    assert run.timing("slice") == Path("timings") / variant / str(seed) / "slice.json"
+
+
+def test_small_outputs_are_in_git_and_models_in_the_cache():
+    for name, body in EXPANDED.items():
+        for path, opts in options(body.get("outs", []) + body.get("metrics", [])).items():
+            small = path.split("/")[0] in ("metrics", "plots", "timings") or path == "report.md"
+            assert opts.get("cache", True) is (not small), f"{name}: {path}"
+
+
+def test_only_the_study_summary_is_a_declared_metric():
+    """Per-run files and timings are plain outputs, so `dvc metrics diff` shows the study's results only."""
+    assert DVC_YAML["metrics"] == ["metrics/study.json"]
+    declared = {name: paths(body.get("metrics", [])) for name, body in EXPANDED.items() if body.get("metrics")}
+    assert declared == {"aggregate": {"metrics/study.json"}}
+
+
+def params_of(name: str) -> list[str]:
+    return [p if isinstance(p, str) else next(iter(p)) for p in STAGES[name].get("params", [])]
+
+
+@pytest.mark.parametrize("name", PER_RUN)
+def test_per_run_stages_do_not_depend_on_the_matrix_itself(name):
+    """Adding a seed or a variant must rerun nothing that exists: no per-run stage reads `study` or all `variants`."""
+    for key in params_of(name):
+        assert key.split(".")[0] != "study", key
+        assert key != "variants", key
+    assert "variants.${item.variant}" in params_of(name)
+
+
+def test_training_reads_no_probe_section_and_probes_read_no_training_conditions():
+    """A probe's section reruns that probe, never training; `train:` reruns training (and, through the model, the
+    probes), and a probe reads of `train` only where it evaluates (device, batch size)."""
+    probe_sections = {"probes", "robustness", "slice", "path", "curvature"}
+    for group in ("train_mlp", "train_cnn"):
+        assert not {k.split(".")[0] for k in params_of(group)} & probe_sections, group
+        assert "train" in params_of(group)
+    assert "mlp" not in params_of("train_cnn")
+    assert "cnn" not in params_of("train_mlp")  # only the dropout rates that MLP variants borrow from Model B
+    for probe in PROBES:
+        keys = params_of(probe)
+        assert probe in keys, probe
+        assert {k for k in keys if k.split(".")[0] == "train"} <= {"train.device", "train.eval_batch_size"}
+        assert not {k.split(".")[0] for k in keys} & {"mlp", "cnn", "study"}
+        others = probe_sections - {probe, "probes"}
+        assert not {k.split(".")[0] for k in keys} & others, probe
+
+
+def test_dvc_plots_name_every_variant_of_the_default_study():
+    for plot in DVC_YAML["plots"]:
+        if isinstance(plot, dict):
+            (spec,) = plot.values()
+            for columns in spec["y"].values():
+                assert columns == PARAMS.study.variants, spec["title"]
+
+
+# --- stage plumbing (torch-free) ---------------------------------------------------------------
+
+
+def test_parse_seed():
+    assert parse_seed("3") == 3
+    with pytest.raises(StudyError, match="'three'"):
+        parse_seed("three")
+
+
+def test_run_paths_layout():
+    run = RunPaths("mlp_bn", 2)
+    assert run.model == Path("models/mlp_bn/2/model.pt")
+    assert run.initial == Path("models/mlp_bn/2/init.pt")
+    assert run.metrics("path") == Path("metrics/runs/mlp_bn/2/path.json")
+    assert run.plot("surface") == Path("plots/runs/mlp_bn/2/surface.csv")
+    assert run.timing("train") == Path("timings/mlp_bn/2/train.json")
+
+
+def stage_exit(monkeypatch, main, *argv: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["stages/x.py", *argv])
+    with pytest.raises(SystemExit) as stop:
+        run_stage(main)
+    return stop.value.code
+
+
+def test_run_stage_turns_user_errors_into_exit_status_2(monkeypatch, capsys):
+    def main(variant: str, seed: str) -> None:
+        raise StudyError(f"unknown variant '{variant}'")
+
+    assert stage_exit(monkeypatch, main, "resnet", "0") == 2
+    assert capsys.readouterr().err == "error: unknown variant 'resnet'\n"
+    assert stage_exit(monkeypatch, main, "mlp") == 2
+    assert "wrong arguments ['mlp']" in capsys.readouterr().err
+
+
+def test_run_stage_on_interrupt_and_success(monkeypatch, capsys):
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    assert stage_exit(monkeypatch, interrupted) == 130
+    assert "interrupted" in capsys.readouterr().err
+    calls = []
+    monkeypatch.setattr(sys, "argv", ["stages/x.py", "cnn", "1"])
+    run_stage(lambda variant, seed: calls.append((variant, seed)))
+    assert calls == [("cnn", "1")]
+
+
+def test_run_stage_lets_bugs_through(monkeypatch):
+    def buggy() -> None:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(sys, "argv", ["stages/x.py"])
+    with pytest.raises(ZeroDivisionError):
+        run_stage(buggy)
+
+
+def test_timer_writes_wall_time_and_peak_memory(tmp_path):
+    timing = Timer().write(tmp_path / "timings" / "mlp" / "0" / "train.json")
+    assert set(timing) == {"wall_s", "peak_rss_mb"} and timing["wall_s"] >= 0 and timing["peak_rss_mb"] > 0
+    assert (tmp_path / "timings" / "mlp" / "0" / "train.json").is_file()
+
+
+def test_stage_plumbing_and_the_torch_free_stages_do_not_import_torch():
+    code = (
+        "import sys; sys.path.insert(0, 'stages'); "
+        "import landscape.stage, landscape.fetch, landscape.params, download, aggregate, plots; "
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    assert run_command([sys.executable, "-c", code], REPO).stdout.strip() == "[]"
+
+
+# --- the fixed probe subsets -------------------------------------------------------------------
+
+
+def numbered(n: int, offset: int) -> Split:
+    """Images whose first pixel is their index, so subsets can be identified."""
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, 0, 0, 0] = torch.arange(offset, offset + n, dtype=torch.float32)
+    return Split(x, torch.arange(n) % 10)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return Dataset(numbered(300, 0), numbered(100, 1000), numbered(50, 2000), 0.0, 1.0)
+
+
+def ids(split: Split) -> list[int]:
+    return split.x[:, 0, 0, 0].long().tolist()
+
+
+def test_probe_subsets_are_fixed_sized_and_drawn_from_the_right_split(dataset):
+    data = probe_data("slice", Samples(train=40, val=30, bn=20), PARAMS, dataset)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 40, "val": 30}
+    assert len(data.bn_data) == 20 and data.batch_size == PARAMS.train.eval_batch_size
+    assert all(0 <= i < 300 for i in ids(data.splits["train"]) + ids(data.bn_data))
+    assert all(1000 <= i < 1100 for i in ids(data.splits["val"]))
+    assert len(set(ids(data.splits["train"]))) == 40
+    again = probe_data("slice", Samples(train=40, val=30, bn=20), PARAMS, dataset)
+    assert ids(again.splits["train"]) == ids(data.splits["train"]) and ids(again.bn_data) == ids(data.bn_data)
+
+
+def test_probe_subsets_differ_between_probes_and_parts_and_skip_empty_splits(dataset):
+    a = probe_data("slice", Samples(train=40, val=30, bn=40), PARAMS, dataset)
+    b = probe_data("path", Samples(train=40, val=0, bn=40), PARAMS, dataset)
+    assert set(b.splits) == {"train"}
+    assert ids(a.splits["train"]) != ids(b.splits["train"])
+    assert ids(a.splits["train"]) != ids(a.bn_data)
