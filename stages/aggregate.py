@@ -12,13 +12,15 @@ from landscape.runs_io import load_run, long_rows
 from landscape.stage import METRICS_DIR, PLOTS_DIR, RunPaths, run_stage
 
 
-def curves(variants: list[str], seeds: list[int]) -> dict[str, pd.DataFrame]:
-    """plots/study/<name>.csv: one column per variant, one row per epoch, sigma, alpha or t."""
+def curves(variants: list[str], seeds: list[int], columns: list[str]) -> dict[str, pd.DataFrame]:
+    """plots/study/<name>.csv: one row per epoch, sigma, alpha or t, and one column per name in ``columns``
+    (every variant params.yaml defines: those outside the study stay empty, so dvc.yaml's plots always
+    find their fields)."""
     runs = {v: [RunPaths(v, s) for s in seeds] for v in variants}
     out = {}
     history = {v: long_rows(r, "history") for v, r in runs.items()}
-    out["val_acc"] = curve_table(history, "epoch", "val_acc")
-    out["gap"] = curve_table(history, "epoch", "gap")
+    out["val_acc"] = curve_table(history, "epoch", "val_acc", columns)
+    out["gap"] = curve_table(history, "epoch", "gap", columns)
     noise = {v: long_rows(r, "robustness") for v, r in runs.items()}
     for mode in sorted(set.union(*(set(f["mode"]) for f in noise.values()))):
         for bn in ("frozen", "recalibrated"):
@@ -30,7 +32,7 @@ def curves(variants: list[str], seeds: list[int]) -> dict[str, pd.DataFrame]:
                     drop = 100 * (base.reindex(list(zip(f["seed"], f["trial"], strict=True))).to_numpy() - f["acc"])
                     frames[v] = f.assign(drop=drop)
             if frames:
-                out[f"drop_{mode}_{bn}"] = curve_table(frames, "sigma", "drop")
+                out[f"drop_{mode}_{bn}"] = curve_table(frames, "sigma", "drop", columns)
     for bn in ("frozen", "recalibrated"):
         frames = {}
         for v, r in runs.items():
@@ -39,9 +41,11 @@ def curves(variants: list[str], seeds: list[int]) -> dict[str, pd.DataFrame]:
                 zero = f[f["alpha"] == 0].set_index(["seed", "direction"])["loss"]
                 base = zero.reindex(list(zip(f["seed"], f["direction"], strict=True))).to_numpy()
                 frames[v] = f.assign(rise=f["loss"] - base)
-        out[f"slice_val_{bn}"] = curve_table(frames, "alpha", "rise")
+        if frames:
+            out[f"slice_val_{bn}"] = curve_table(frames, "alpha", "rise", columns)
     for split in ("train", "val"):
-        out[f"path_{split}"] = curve_table({v: long_rows(r, "path", split=split) for v, r in runs.items()}, "t", "loss")
+        paths = {v: long_rows(r, "path", split=split) for v, r in runs.items()}
+        out[f"path_{split}"] = curve_table(paths, "t", "loss", columns)
     return out
 
 
@@ -54,7 +58,7 @@ def main() -> None:
     study = study_json(
         runs, variants, seeds, factorial, params.robustness.moderate_sigma, drop, params.robustness.modes
     )
-    tables = curves(variants, seeds)
+    tables = curves(variants, seeds, list(params.variants))
 
     def fill(tmp: Path) -> None:
         for name, table in tables.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_command
 from landscape import measures as M
 from landscape.aggregate import MODEL_A, MODEL_B, Claim, Estimate, study_json
 from landscape.errors import StudyError
@@ -44,8 +43,8 @@ from landscape.results import (
     drop_key,
     number_key,
     run_measures,
-    to_json,
 )
+from landscape.serialize import to_json
 from landscape.stage import RunPaths
 from landscape.stats import VERDICT_RULE, Interval
 from landscape.study_data import StudyData, load_study
@@ -511,9 +510,10 @@ def test_load_study_reads_what_the_pipeline_writes_and_names_a_missing_file(para
         load_study(other)
 
 
+@pytest.mark.slow
 def test_plots_stage_imports_no_torch() -> None:
     code = (
         "import sys; sys.path[:0] = ['src', 'stages']; import plots; "
         "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+    run_command([sys.executable, "-c", code], REPO, timeout=60)

@@ -97,86 +97,92 @@ def effects(measures, factorial: Mapping[str, VariantParams], seeds: list[int], 
     return factorial_effects(cells)
 
 
-def claims(
-    measures, seeds: list[int], moderate_sigma: Mapping[str, float], drop: float, modes: list[str]
-) -> list[Claim]:
-    """The reference's claims about Model B (cnn) against Model A (mlp), each a signed paired difference.
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim written down before the numbers: ``measure`` of B minus A (``level`` None), or of B minus
+    ``level``, is claimed to have sign ``sign``."""
 
-    Noise claims use BN frozen (every variant has it) and each noise mode in ``modes``.
-    """
-    a, b = MODEL_A, MODEL_B
+    key: str
+    text: str
+    measure: str
+    rule: str
+    sign: int
+    level: float | None = None
 
-    def diff(measure: str) -> Estimate:
-        return paired(measures, a, b, seeds, measure)
 
-    def level(measure: str, minus: float) -> Estimate:
-        values = [measures[(b, s)][measure] for s in seeds]
-        return estimate([Censored(v.value - minus, v.censored) for v in values])
-
-    out = [
-        judged("val_acc", "B's validation accuracy is higher than A's", VAL_ACC, "B - A > 0", 1, diff(VAL_ACC)),
-        judged("gap_smaller", "B's generalization gap is smaller than A's", GAP, "B - A < 0", -1, diff(GAP)),
-        judged("gap_negative", "B's gap is negative (reference: -0.0016)", GAP, "B < 0", -1, level(GAP, 0.0)),
-        judged(
+def claim_specs(moderate_sigma: Mapping[str, float], drop: float, modes: list[str]) -> list[ClaimSpec]:
+    """The reference's claims about Model B (cnn) against Model A (mlp). Noise claims use BN frozen (every
+    variant has it); "moderate" noise is a sigma > 0 named in params."""
+    fit = curvature_fit("frozen", "val")
+    return [
+        ClaimSpec("val_acc", "B's validation accuracy is higher than A's", VAL_ACC, "B - A > 0", 1),
+        ClaimSpec("gap_smaller", "B's generalization gap is smaller than A's", GAP, "B - A < 0", -1),
+        ClaimSpec("gap_negative", "B's gap is negative (reference: -0.0016)", GAP, "B < 0", -1, 0.0),
+        ClaimSpec(
             "gap_running_negative",
             "B's gap is negative, train accuracy measured as the running average",
             GAP_RUNNING,
             "B < 0",
             -1,
-            level(GAP_RUNNING, 0.0),
+            0.0,
         ),  # fmt: skip
-    ]
-    for mode, sigma in moderate_sigma.items():
-        m = accuracy_at(mode, "frozen", sigma)
-        out.append(
-            judged(
+        *[
+            ClaimSpec(
                 f"above_90_{mode}",
                 f"B stays above 90 % under moderate {mode} noise (sigma = {sigma:g}, BN frozen)",
-                m,
+                accuracy_at(mode, "frozen", sigma),
                 "B - 0.90 > 0 (the CI's lower bound above 90 %)",
                 1,
-                level(m, 0.90),
+                0.90,
             )  # fmt: skip
-        )
-    for mode in modes:
-        star = sigma_star(mode, "frozen", drop)
-        out.append(
-            judged(
+            for mode, sigma in moderate_sigma.items()
+        ],
+        *[
+            ClaimSpec(
                 f"noise_tolerant_{mode}",
                 f"B is more noise-tolerant: larger sigma* for a {100 * drop:g} pp drop under {mode} noise",
-                star,
+                sigma_star(mode, "frozen", drop),
                 "B - A > 0",
                 1,
-                diff(star),
             )  # fmt: skip
-        )
-    fit = curvature_fit("frozen", "val")
-    out += [
-        judged(
+            for mode in modes
+        ],
+        ClaimSpec(
             "a_steeper",
             "A's slice is steeper: larger exact curvature d^T H d along filter-normalized directions",
             CURVATURE_EXACT,
             "B - A < 0",
             -1,
-            diff(CURVATURE_EXACT),
         ),  # fmt: skip
-        judged(
+        ClaimSpec(
             "a_steeper_fit",
             "A's slice is steeper: larger fitted curvature on validation (BN frozen)",
             fit,
             "B - A < 0",
             -1,
-            diff(fit),
         ),  # fmt: skip
-        judged(
+        ClaimSpec(
             "b_faster",
             "B trains faster: fewer epochs to reach the target validation accuracy",
             EPOCHS_TO_TARGET,
             "B - A < 0",
             -1,
-            diff(EPOCHS_TO_TARGET),
         ),  # fmt: skip
     ]
+
+
+def claims(
+    measures, seeds: list[int], moderate_sigma: Mapping[str, float], drop: float, modes: list[str]
+) -> list[Claim]:
+    """Every claim of ``claim_specs`` judged on paired differences over ``seeds`` (or B's own values)."""
+    out = []
+    for c in claim_specs(moderate_sigma, drop, modes):
+        if c.level is None:
+            est = paired(measures, MODEL_A, MODEL_B, seeds, c.measure)
+        else:
+            values = [measures[(MODEL_B, s)][c.measure] for s in seeds]
+            est = estimate([Censored(v.value - c.level, v.censored) for v in values])
+        out.append(judged(c.key, c.text, c.measure, c.rule, c.sign, est))
     return out
 
 
@@ -209,10 +215,10 @@ def study_json(
     return out
 
 
-def curve_table(frames: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFrame:
-    """One row per ``x`` and one column per variant: the mean of ``y`` over every row (seeds, directions) at that x.
-
-    ``frames`` maps variant -> long-format rows of all its runs. Variants lacking an x get an empty cell.
+def curve_table(frames: Mapping[str, pd.DataFrame], x: str, y: str, columns: list[str]) -> pd.DataFrame:
+    """One row per ``x`` and one column per name in ``columns``: the mean of ``y`` over every row (seeds,
+    directions) at that x. ``frames`` maps variant -> long-format rows of all its runs; a column without
+    frame (a variant outside this study) or without that x stays empty, so `dvc plots` always finds it.
     """
-    columns = {v: f.groupby(x)[y].mean() for v, f in frames.items()}
-    return pd.DataFrame(columns).rename_axis(x).reset_index()
+    means = {v: f.groupby(x)[y].mean() for v, f in frames.items()}
+    return pd.DataFrame(means).reindex(columns=columns).rename_axis(x).reset_index()
