@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -99,3 +100,16 @@ def test_stage_names_are_the_ones_dvc_gives(tmp_path: Path) -> None:
     run_command([*DVC, "init", "--no-scm", "-q"], tmp_path)
     listed = run_command([*DVC, "stage", "list", "--name-only"], tmp_path).stdout.split()
     assert sorted(listed) == sorted(name for name, _ in TOOL.stage_commands(REPO / "dvc.yaml"))
+
+
+def test_stage_times_table_means_over_seeds(tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("stage_times", REPO / "tools" / "stage_times.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for seed, wall in ((0, 10.0), (1, 20.0)):
+        path = tmp_path / "cnn" / str(seed) / "train.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"wall_s": wall, "peak_rss_mb": 900.0 + seed}))
+    text = module.table(module.collect(tmp_path))
+    assert "| train | 15.0 s |" in text
+    assert "2 stage runs, 0.5 min" in text and "901 MB" in text

@@ -1,0 +1,53 @@
+"""Per-stage wall times and peak memory of the last `dvc repro`, from timings/<variant>/<seed>/<stage>.json.
+
+    python tools/stage_times.py            # markdown table: stage x variant, mean over seeds
+
+The wall time is the stage's own work (from after loading data and model to the last write); each stage
+process also spends a few seconds starting Python and torch and loading the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+STAGES = ("train", "robustness", "slice", "path", "curvature")
+
+
+def collect(root: Path) -> dict[tuple[str, str], list[dict]]:
+    """(stage, variant) -> the timing records of every seed."""
+    found: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(root.glob("*/*/*.json")):
+        variant, stage = path.parts[-3], path.stem
+        found[(stage, variant)].append(json.loads(path.read_text()))
+    return found
+
+
+def table(found: dict[tuple[str, str], list[dict]]) -> str:
+    variants = sorted({v for _, v in found}, key=lambda v: (not v.startswith("mlp"), v))
+    lines = ["| stage | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    for stage in STAGES:
+        cells = []
+        for v in variants:
+            runs = found.get((stage, v), [])
+            cells.append(f"{statistics.mean(r['wall_s'] for r in runs):.1f} s" if runs else "–")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    total = sum(r["wall_s"] for runs in found.values() for r in runs)
+    peak = max(r["peak_rss_mb"] for runs in found.values() for r in runs)
+    n = sum(len(runs) for runs in found.values())
+    lines.append(f"\n{n} stage runs, {total / 60:.1f} min of stage work in all; largest peak RSS {peak:.0f} MB.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("timings")
+    if not root.is_dir():
+        sys.exit(f"error: {root} does not exist; run dvc repro first.")
+    print(table(collect(root)))
+
+
+if __name__ == "__main__":
+    main()
