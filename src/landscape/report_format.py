@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from landscape.aggregate import Estimate
-from landscape.stats import Interval, verdict
+from landscape.stats import Interval, t_quantile_975, verdict
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,14 @@ def estimate(e: Estimate | None, unit: Unit = PLAIN, with_n: bool = False) -> st
 
 
 def seeds_to_resolve(i: Interval) -> str:
-    """A rough count of seeds that would make a CI of this spread exclude 0 at this mean (normal approximation)."""
+    """The smallest seed count above the current n whose t-interval, at this mean and spread, would exclude 0:
+    a planning guess (the mean and spread themselves move with more seeds), not a promise."""
     if not has_ci(i) or i.mean == 0 or i.std == 0:
         return "more seeds"
-    n = math.ceil((1.96 * i.std / abs(i.mean)) ** 2) + 1
-    return f"about {n} seeds at this spread" if n <= 100 else "more than 100 seeds at this spread (no visible effect)"
+    for n in range(i.n + 1, 101):
+        if t_quantile_975(n - 1) * i.std / math.sqrt(n) < abs(i.mean):
+            return f"about {n} seeds at this mean and spread"
+    return "more than 100 seeds at this spread (no visible effect)"
 
 
 def direction(i: Interval, up: str = "an increase", down: str = "a decrease") -> str:
