@@ -30,6 +30,16 @@ SMALL_MODELS = {
 }
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine spinning threads cost 100x.
+    A test module opts in with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array in the idx format (magic 0x08 = ubyte, then dims, big-endian)."""
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

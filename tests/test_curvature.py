@@ -23,20 +23,13 @@ from landscape.curvature import (
 )
 from landscape.data import Split
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SIDE = 6  # tiny images: (N, 1, 6, 6)
 CLASSES = 4
 N = 40
 SHORT_BATCH = 16  # 16 + 16 + 8: a short last batch
 DT = torch.float64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine spinning threads cost 100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_split(n: int = N, side: int = SIDE, seed: int = 0) -> Split:

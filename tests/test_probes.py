@@ -58,6 +58,8 @@ CURVATURE = CurvatureParams(
     top_k=2, lanczos_iterations=4, hutchinson_samples=2, flatness_samples=2, layer_directions=1, samples=UNUSED
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 # --- tiny models and data -------------------------------------------------------------------
 
@@ -104,15 +106,6 @@ MODELS = {"mlp": tiny_mlp, "mlp_bn": tiny_mlp_bn, "cnn": tiny_cnn}
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These tensors are tiny: intra-op threads only add overhead, badly so on a busy 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

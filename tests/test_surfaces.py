@@ -21,15 +21,9 @@ from landscape.probes import alpha_grid, slice_probe
 from landscape.results import number_key
 from landscape.surfaces import path_grid, path_probe, path_summary, surface_area, surface_probe
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 UNUSED = Samples(train=0, val=0, bn=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

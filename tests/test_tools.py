@@ -102,7 +102,7 @@ def test_stage_names_are_the_ones_dvc_gives(tmp_path: Path) -> None:
     assert sorted(listed) == sorted(name for name, _ in TOOL.stage_commands(REPO / "dvc.yaml"))
 
 
-def test_stage_times_table_means_over_seeds(tmp_path) -> None:
+def test_stage_times_table_medians_over_seeds(tmp_path) -> None:
     spec = importlib.util.spec_from_file_location("stage_times", REPO / "tools" / "stage_times.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,6 +1,6 @@
 """Per-stage wall times and peak memory of the last `dvc repro`, from timings/<variant>/<seed>/<stage>.json.
 
-    python tools/stage_times.py            # markdown table: stage x variant, mean over seeds
+    python tools/stage_times.py            # markdown table: stage x variant, median over seeds
 
 The wall time is the stage's own work (from after loading data and model to the last write); each stage
 process also spends a few seconds starting Python and torch and loading the dataset.
@@ -33,7 +33,7 @@ def table(found: dict[tuple[str, str], list[dict]]) -> str:
         cells = []
         for v in variants:
             runs = found.get((stage, v), [])
-            cells.append(f"{statistics.mean(r['wall_s'] for r in runs):.1f} s" if runs else "–")
+            cells.append(f"{statistics.median(r['wall_s'] for r in runs):.1f} s" if runs else "–")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     total = sum(r["wall_s"] for runs in found.values() for r in runs)
     peak = max(r["peak_rss_mb"] for runs in found.values() for r in runs)
