@@ -12,15 +12,14 @@ from landscape.runs_io import load_run, long_rows
 from landscape.stage import METRICS_DIR, PLOTS_DIR, RunPaths, run_stage
 
 
-def curves(variants: list[str], seeds: list[int], columns: list[str]) -> dict[str, pd.DataFrame]:
-    """plots/study/<name>.csv: one row per epoch, sigma, alpha or t, and one column per name in ``columns``
-    (every variant params.yaml defines: those outside the study stay empty, so dvc.yaml's plots always
-    find their fields)."""
+def curves(variants: list[str], seeds: list[int]) -> dict[str, pd.DataFrame]:
+    """plots/study/<name>.csv: per variant, one row per epoch, sigma, alpha or t (long format, a ``variant``
+    column), the mean over that variant's runs."""
     runs = {v: [RunPaths(v, s) for s in seeds] for v in variants}
     out = {}
     history = {v: long_rows(r, "history") for v, r in runs.items()}
-    out["val_acc"] = curve_table(history, "epoch", "val_acc", columns)
-    out["gap"] = curve_table(history, "epoch", "gap", columns)
+    out["val_acc"] = curve_table(history, "epoch", "val_acc")
+    out["gap"] = curve_table(history, "epoch", "gap")
     noise = {v: long_rows(r, "robustness") for v, r in runs.items()}
     for mode in sorted(set.union(*(set(f["mode"]) for f in noise.values()))):
         for bn in ("frozen", "recalibrated"):
@@ -32,7 +31,7 @@ def curves(variants: list[str], seeds: list[int], columns: list[str]) -> dict[st
                     drop = 100 * (base.reindex(list(zip(f["seed"], f["trial"], strict=True))).to_numpy() - f["acc"])
                     frames[v] = f.assign(drop=drop)
             if frames:
-                out[f"drop_{mode}_{bn}"] = curve_table(frames, "sigma", "drop", columns)
+                out[f"drop_{mode}_{bn}"] = curve_table(frames, "sigma", "drop")
     for bn in ("frozen", "recalibrated"):
         frames = {}
         for v, r in runs.items():
@@ -42,10 +41,10 @@ def curves(variants: list[str], seeds: list[int], columns: list[str]) -> dict[st
                 base = zero.reindex(list(zip(f["seed"], f["direction"], strict=True))).to_numpy()
                 frames[v] = f.assign(rise=f["loss"] - base)
         if frames:
-            out[f"slice_val_{bn}"] = curve_table(frames, "alpha", "rise", columns)
+            out[f"slice_val_{bn}"] = curve_table(frames, "alpha", "rise")
     for split in ("train", "val"):
         paths = {v: long_rows(r, "path", split=split) for v, r in runs.items()}
-        out[f"path_{split}"] = curve_table(paths, "t", "loss", columns)
+        out[f"path_{split}"] = curve_table(paths, "t", "loss")
     return out
 
 
@@ -58,7 +57,7 @@ def main() -> None:
     study = study_json(
         runs, variants, seeds, factorial, params.robustness.moderate_sigma, drop, params.robustness.modes
     )
-    tables = curves(variants, seeds, list(params.variants))
+    tables = curves(variants, seeds)
 
     def fill(tmp: Path) -> None:
         for name, table in tables.items():

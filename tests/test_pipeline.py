@@ -13,6 +13,7 @@ The tests run in file order on one repo, each committing what it changed:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,6 +32,7 @@ COPIED = [
     ".dvcignore",
     ".dvc/config",
     ".dvc/plots_template.html",
+    ".dvc/plots",
     ".gitignore",
     "pyproject.toml",
 ]
@@ -123,9 +125,16 @@ def test_first_repro_writes_every_output(repo: Path) -> None:
             assert len(history.splitlines()) == 1 + TINY_PARAMS["train"]["epochs"]
             for csv in ("robustness", "slice", "surface", "path"):
                 assert (repo / "plots/runs" / run_dir / f"{csv}.csv").is_file(), csv
-    for name in ("val_acc", "gap", "drop_filter_frozen", "slice_val_frozen", "path_train"):
-        header = (repo / "plots" / "study" / f"{name}.csv").read_text().splitlines()[0].split(",")
-        assert set(VARIANTS) <= set(header), (name, header)
+    for name, x, y in (
+        ("val_acc", "epoch", "val_acc"),
+        ("gap", "epoch", "gap"),
+        ("drop_filter_frozen", "sigma", "drop"),
+        ("slice_val_frozen", "alpha", "rise"),
+        ("path_train", "t", "loss"),
+    ):
+        lines = (repo / "plots" / "study" / f"{name}.csv").read_text().splitlines()
+        assert lines[0] == f"{x},variant,{y}", (name, lines[0])  # long format: the by_variant template colours by it
+        assert {line.split(",")[1] for line in lines[1:]} == set(VARIANTS), name
     assert list((repo / "plots" / "figures").glob("*.png"))
     assert (repo / "report.md").stat().st_size > 0
     assert run([*DVC, "status"], repo).stdout.strip().endswith("up to date.")
@@ -186,6 +195,7 @@ def test_plots_diff_against_the_previous_commit(repo: Path) -> None:
     # DVC drops a data plot whose y columns are missing from the CSV, with only a warning
     assert "could not find provided field" not in result.stdout + result.stderr, result.stdout + result.stderr
     assert "Validation accuracy per epoch" in html and "L(theta + alpha d)" in html
+    assert re.search(r'"field":\s*"variant"', html), "the data plots are not coloured by variant"
 
 
 def test_robustness_change_reruns_no_training(repo: Path) -> None:

@@ -215,10 +215,9 @@ def study_json(
     return out
 
 
-def curve_table(frames: Mapping[str, pd.DataFrame], x: str, y: str, columns: list[str]) -> pd.DataFrame:
-    """One row per ``x`` and one column per name in ``columns``: the mean of ``y`` over every row (seeds,
-    directions) at that x. ``frames`` maps variant -> long-format rows of all its runs; a column without
-    frame (a variant outside this study) or without that x stays empty, so `dvc plots` always finds it.
-    """
-    means = {v: f.groupby(x)[y].mean() for v, f in frames.items()}
-    return pd.DataFrame(means).reindex(columns=columns).rename_axis(x).reset_index()
+def curve_table(frames: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFrame:
+    """Long format for `dvc plots`: one row per (variant, x) with the mean of ``y`` over every row of that variant
+    at that x (its seeds, directions or trials). ``frames`` maps variant -> long-format rows of all its runs.
+    The `by_variant` plot template colours the lines by the ``variant`` column."""
+    parts = [f.groupby(x, as_index=False)[y].mean().assign(variant=v) for v, f in frames.items()]
+    return pd.concat(parts, ignore_index=True)[[x, "variant", y]]
