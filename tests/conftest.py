@@ -40,6 +40,17 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
+def probe_data_from(make_split, train: int, val: int, bn: int, batch_size: int):
+    """A ProbeData of seeded splits from ``make_split(n, seed=...)``: train (seed 1), val (2), BN images (3)."""
+    from landscape.data import ProbeData
+
+    return ProbeData(
+        splits={"train": make_split(train, seed=1), "val": make_split(val, seed=2)},
+        bn_data=make_split(bn, seed=3),
+        batch_size=batch_size,
+    )
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array in the idx format (magic 0x08 = ubyte, then dims, big-endian)."""
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import fitted, learnable_split
+from conftest import fitted, learnable_split, probe_data_from
 from landscape import probes as probes_module
 from landscape.curvature_probe import curvature_probe
 from landscape.data import ProbeData, Split
@@ -110,20 +110,12 @@ def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 @pytest.fixture(scope="module")
 def data() -> ProbeData:
-    return ProbeData(
-        splits={"train": random_split(32, seed=1), "val": random_split(24, seed=2)},
-        bn_data=random_split(40, seed=3),
-        batch_size=16,
-    )
+    return probe_data_from(random_split, 32, 24, 40, batch_size=16)
 
 
 @pytest.fixture(scope="module")
 def learnable() -> ProbeData:
-    return ProbeData(
-        splits={"train": learnable_split(64, seed=1), "val": learnable_split(64, seed=2)},
-        bn_data=learnable_split(40, seed=3),
-        batch_size=32,
-    )
+    return probe_data_from(learnable_split, 64, 64, 40, batch_size=32)
 
 
 def unperturbed(model: nn.Module, data: ProbeData) -> dict:

@@ -5,6 +5,7 @@ and the fixed probe subsets."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -134,12 +135,17 @@ def test_training_reads_no_probe_section_and_probes_read_no_training_conditions(
         assert not {k.split(".")[0] for k in keys} & others, probe
 
 
-def test_dvc_plots_name_every_variant_of_the_default_study():
+def test_dvc_data_plots_colour_every_default_variant():
+    """Each data plot reads a long-format study CSV through the by_variant template, whose colour scale
+    names every variant of the default study (so A and B keep their colours in every plot)."""
+    template = json.loads((REPO / ".dvc" / "plots" / "by_variant.json").read_text())
+    assert template["encoding"]["color"]["field"] == "variant"
+    assert set(template["encoding"]["color"]["scale"]["domain"]) == set(PARAMS.study.variants)
     for plot in DVC_YAML["plots"]:
         if isinstance(plot, dict):
             (spec,) = plot.values()
-            for columns in spec["y"].values():
-                assert columns == PARAMS.study.variants, spec["title"]
+            assert spec["template"] == "by_variant", spec["title"]
+            assert all(path.startswith("plots/study/") for path in spec["y"]), spec["title"]
 
 
 # --- stage plumbing (torch-free) ---------------------------------------------------------------

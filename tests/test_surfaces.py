@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import fitted, learnable_split
+from conftest import fitted, learnable_split, probe_data_from
 from landscape.data import ProbeData
 from landscape.directions import stream_seed
 from landscape.evaluate import evaluate
@@ -28,11 +28,7 @@ UNUSED = Samples(train=0, val=0, bn=1)
 
 @pytest.fixture(scope="module")
 def data() -> ProbeData:
-    return ProbeData(
-        splits={"train": learnable_split(48, seed=1), "val": learnable_split(40, seed=2)},
-        bn_data=learnable_split(40, seed=3),
-        batch_size=16,
-    )
+    return probe_data_from(learnable_split, 48, 40, 40, batch_size=16)
 
 
 def make(name: str) -> nn.Module:
