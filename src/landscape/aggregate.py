@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from landscape.params import VariantParams
+from landscape.params import BN_MODES, VariantParams
 from landscape.results import (
     CURVATURE_EXACT,
     EPOCHS_TO_TARGET,
@@ -221,3 +222,45 @@ def curve_table(frames: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFr
     The `by_variant` plot template colours the lines by the ``variant`` column."""
     parts = [f.groupby(x, as_index=False)[y].mean().assign(variant=v) for v, f in frames.items()]
     return pd.concat(parts, ignore_index=True)[[x, "variant", y]]
+
+
+def rise_from_zero(rows: pd.DataFrame, x: str, key: str, y: str) -> np.ndarray:
+    """``y`` of each row minus ``y`` at ``x`` == 0 on the same curve (the same seed and ``key``)."""
+    zero = rows[rows[x] == 0].set_index(["seed", key])[y]
+    return rows[y].to_numpy() - zero.reindex(pd.MultiIndex.from_frame(rows[["seed", key]])).to_numpy()
+
+
+def drop_rows(runs: list[RunResults], mode: str, bn: str) -> pd.DataFrame | None:
+    """Each run's mean accuracy drop (pp) at every sigma of its noise curve, or None where a run lacks the curve
+    (no BN to recalibrate)."""
+    curves = [r.robustness.curves.get(mode, {}).get(bn) for r in runs]
+    if any(c is None for c in curves):
+        return None
+    return pd.DataFrame([{"sigma": p.sigma, "drop": 100 * p.drop.mean} for c in curves for p in c.points.values()])
+
+
+def study_curves(
+    history: Mapping[str, pd.DataFrame],
+    slices: Mapping[str, pd.DataFrame],
+    paths: Mapping[str, pd.DataFrame],
+    runs: Mapping[str, list[RunResults]],
+) -> dict[str, pd.DataFrame]:
+    """plots/study/<name>.csv from each variant's rows (all seeds; ``slices`` on the validation split) and typed
+    runs: learning curves, noise drops, slice rises from alpha = 0, and the path, each the mean over runs."""
+    out = {"val_acc": curve_table(history, "epoch", "val_acc"), "gap": curve_table(history, "epoch", "gap")}
+    modes = sorted({mode for rs in runs.values() for r in rs for mode in r.robustness.curves})
+    for mode, bn in ((m, b) for m in modes for b in BN_MODES):
+        drops = {v: f for v, f in ((v, drop_rows(rs, mode, bn)) for v, rs in runs.items()) if f is not None}
+        if drops:
+            out[f"drop_{mode}_{bn}"] = curve_table(drops, "sigma", "drop")
+    for bn in BN_MODES:
+        rises = {
+            v: f.assign(rise=rise_from_zero(f, "alpha", "direction", "loss"))
+            for v, f in ((v, f[f["bn"] == bn]) for v, f in slices.items())
+            if len(f)
+        }
+        if rises:
+            out[f"slice_val_{bn}"] = curve_table(rises, "alpha", "rise")
+    for split in ("train", "val"):
+        out[f"path_{split}"] = curve_table({v: f[f["split"] == split] for v, f in paths.items()}, "t", "loss")
+    return out

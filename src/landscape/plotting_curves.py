@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from landscape.aggregate import rise_from_zero
 from landscape.plotting_style import band, clamp_y, colour, emphasis, label, lighter, seed_note
 from landscape.study_data import StudyData
 
@@ -176,9 +177,7 @@ def robustness(data: StudyData) -> Figure:
 def _slice_rise(frame: pd.DataFrame, split: str) -> pd.DataFrame:
     """BN-frozen slice rows of ``split`` with ``rise`` = L(alpha) - L(0) of the same seed and direction."""
     f = frame[(frame["bn"] == "frozen") & (frame["split"] == split)]
-    zero = f[f["alpha"] == 0].set_index(["seed", "direction"])["loss"]
-    base = zero.reindex(pd.MultiIndex.from_frame(f[["seed", "direction"]])).to_numpy()
-    return f.assign(rise=f["loss"].to_numpy() - base)
+    return f.assign(rise=rise_from_zero(f, "alpha", "direction", "loss"))
 
 
 def slices(data: StudyData) -> Figure:
