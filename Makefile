@@ -11,11 +11,14 @@ MIRROR := /usr/share/datasets/fashion-mnist
 
 setup: $(VENV)/.installed dataset plots-template
 
+# The package with its `study` extra (the pipeline: dvc, pyyaml, pandas, matplotlib, tqdm) and its `dev` extra
+# (tests, lint, benchmark); a bare `pip install .` gives the probes only. The pinned requirements go first: they
+# bring the setuptools that builds the editable install without build isolation (a new venv's is too old).
 # pip, not uv/poetry: torch and torchvision come from the machine's local wheel store.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[study,dev]'
 	touch $@
 
 # The Debian/Ubuntu mirror where we can install it; otherwise the download stage uses the upstream URLs.
@@ -48,6 +51,26 @@ plots-template: $(VENV)/.installed
 
 repro: setup
 	dvc repro
+
+# Several machines (README "Several machines"): one clone per machine or job, one DVC remote for all.
+#   make shard SEED=1 [VARIANT=cnn]   the per-run stages <stage>@<variant>-<seed> of that share (and what they
+#                                     need), then their outputs and run-cache entries to the remote
+#   make collect                      every stage the shards ran is restored from the run-cache; aggregate and
+#                                     plots run here
+# A SEED or VARIANT that names no stage is refused: `dvc repro --glob` with no match would run the whole study.
+# tests/test_shards.py runs both targets on the tiny test settings.
+SEED := *
+VARIANT := *
+SHARD := *@$(VARIANT)-$(SEED)
+.PHONY: shard collect
+shard: setup
+	@dvc stage list --name-only | { while read -r s; do case "$$s" in $(SHARD)) exit 0;; esac; done; exit 1; } \
+	  || { echo "make shard: no stage of dvc.yaml matches '$(SHARD)' (see study: in params.yaml)" >&2; exit 1; }
+	dvc repro --pull --glob '$(SHARD)'
+	dvc push --run-cache
+
+collect: setup
+	dvc repro --pull
 
 test: setup
 	$(PY) -m pytest -q

@@ -28,19 +28,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from landscape.atomic import write_text
-from landscape.curvature import hvp, loss_gradient
-from landscape.data import Dataset, ProbeData, Split, batch_indices, split_indices
-from landscape.device import prepare_for_device
-from landscape.directions import filter_normalized_direction, gaussian_like, noise_delta, parameters_of, perturbed_mask
-from landscape.evaluate import Score, evaluate
-from landscape.models import build_model
-from landscape.params import Params
-from landscape.perturb import restored
-from landscape.probes import robustness_probe, score_point, slice_probe
-from landscape.stage import RAW_DIR, TIMINGS_DIR, RunPaths, run_stage
-from landscape.study import study_inputs, trained_model
-from landscape.train import make_optimizer, make_schedule, train_epoch
+from landscape.probes.directions import (
+    filter_normalized_direction,
+    gaussian_like,
+    noise_delta,
+    parameters_of,
+    perturbed_mask,
+)
+from landscape.probes.evaluation import Score, evaluate
+from landscape.probes.hessian import hvp, loss_gradient
+from landscape.probes.perturb import restored
+from landscape.probes.sweeps import loss_slices, noise_robustness, score_point
+from landscape.study.atomic import write_text
+from landscape.study.data import Dataset, ProbeData, Split, batch_indices, split_indices
+from landscape.study.device import prepare_for_device
+from landscape.study.inputs import study_inputs, trained_model
+from landscape.study.models import build_model
+from landscape.study.params import Params
+from landscape.study.stage import RAW_DIR, TIMINGS_DIR, RunPaths, run_stage
+from landscape.study.train import make_optimizer, make_schedule, train_epoch
 
 VARIANTS = ("mlp", "cnn")  # Model A and Model B
 SUBSET_SEED = 0  # which validation images both sides evaluate
@@ -310,7 +316,7 @@ def probe_rows(
     sizes: Sizes,
 ) -> list[list[str]]:
     """Parameter sets/s of a noise and a slice probe on the same images, ours against deep copies."""
-    bs = params.train.eval_batch_size
+    bs = params.runtime.eval_batch_size
     probe = ProbeData(splits={"val": images.split}, bn_data=images.split, batch_size=bs)
     loader = conventional_loader(raw, data, images.indices, bs, shuffle=False)
     weights = parameters_of(model)
@@ -352,7 +358,7 @@ def comparison_rows(
     params: Params, device: torch.device, data: Dataset, raw: Path, models: dict[str, nn.Module], sizes: Sizes
 ) -> list[list[str]]:
     """The ours-against-conventional table: training, evaluation and probes of every benchmarked variant."""
-    bs = params.train.eval_batch_size
+    bs = params.runtime.eval_batch_size
     images = validation_images(params, data, sizes.eval_images)
     ref_loader = conventional_loader(raw, data, images.indices, bs, shuffle=False)
     rows: list[list[str]] = []
@@ -374,7 +380,7 @@ def hvp_rows(
 ) -> list[list[str]]:
     """Cost of one Hessian-vector product against one forward+backward of the mean loss, on the same batch
     (the eval batch of the curvature probe, eval mode, the perturbed parameter set)."""
-    batch = validation_images(params, data, min(params.train.eval_batch_size, sizes.eval_images)).split
+    batch = validation_images(params, data, min(params.runtime.eval_batch_size, sizes.eval_images)).split
     rows = []
     for variant, model in models.items():
         mask = perturbed_mask(model, params.probes.parameters)
@@ -383,8 +389,8 @@ def hvp_rows(
         grad_t, hvp_t = seconds(
             device,
             sizes.repeats,
-            partial(loss_gradient, model, weights, batch, len(batch)),
-            partial(hvp, model, weights, batch, len(batch), v),
+            partial(loss_gradient, model, batch, params=weights, batch_size=len(batch)),
+            partial(hvp, model, batch, v, params=weights, batch_size=len(batch)),
         )
         rows.append(
             [variant, f"{len(batch)}", f"{1e3 * grad_t:.2f} ms", f"{1e3 * hvp_t:.2f} ms", f"{hvp_t / grad_t:.1f}x"]
@@ -399,22 +405,23 @@ def scaling_rows(
     params: Params, device: torch.device, data: Dataset, model: nn.Module, sizes: Sizes
 ) -> list[list[str]]:
     """How Model B's cost grows with each knob: the same measurement at two sizes."""
-    bs = params.train.eval_batch_size
+    bs = params.runtime.eval_batch_size
     images = sizes.scaling_images
     subset = data.train.subset(images, 0)
     probe = ProbeData(splits={"train": subset}, bn_data=subset, batch_size=bs)
     fresh, opt, sched, batches = fresh_training("cnn", params, device, data)
-    what, bn = params.probes.parameters, ["frozen"]
-    noise = replace(params.robustness, modes=["absolute"])
+    frozen = ("frozen",)
 
     def train(n: int) -> None:
         train_epoch(fresh, opt, sched, data.train, batches[:n], "scaling", progress=False)
 
     def slices(c: tuple[int, int]) -> None:
-        slice_probe(model, probe, replace(params.slice, points=c[1]), what, bn, list(range(c[0])))
+        settings = params.slice.slice_settings(params.probes, range(c[0]))
+        loss_slices(model, probe, replace(settings, points=c[1], bn=frozen))
 
     def noise_levels(c: tuple[int, int]) -> None:
-        robustness_probe(model, probe, replace(noise, sigmas=SIGMAS[: c[1]]), what, bn, list(range(c[0])))
+        settings = params.robustness.noise_settings(params.probes, range(c[0]))
+        noise_robustness(model, probe, replace(settings, modes=("absolute",), sigmas=SIGMAS[: c[1]], bn=frozen))
 
     knobs = [  # (knob, size A, size B, run(size)); a size is a count or a (count, count) product
         ("training batches (epochs)", *sizes.scaling_batches, train),
@@ -435,7 +442,7 @@ def scaling_rows(
 def eval_batch_size_rows(
     device: torch.device, data: Dataset, models: dict[str, nn.Module], sizes: Sizes
 ) -> list[list[str]]:
-    """Evaluation images/s of each model at each batch size: what ``train.eval_batch_size`` is chosen by."""
+    """Evaluation images/s of each model at each batch size: what ``runtime.eval_batch_size`` is chosen by."""
     val = data.val.subset(sizes.eval_images, 0)
     rows = []
     for variant, model in models.items():
@@ -486,7 +493,7 @@ def benchmark(params: Params, device: torch.device, data: Dataset, raw: Path, ti
         f"Scaling (probe evaluations on {sizes.scaling_images}-image subsets; each time is the best of "
         f"{sizes.repeats}):\n\n{grow}\n\n"
         f"Evaluation images/s by batch size ({sizes.eval_images} validation images; the pipeline uses "
-        f"train.eval_batch_size = {params.train.eval_batch_size}):\n\n{batch_sizes}\n"
+        f"runtime.eval_batch_size = {params.runtime.eval_batch_size}):\n\n{batch_sizes}\n"
     )
 
 

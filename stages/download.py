@@ -1,8 +1,8 @@
 """Stage download: fetch the four idx files, verify them, write data/raw/."""
 
-from landscape.fetch import download
-from landscape.params import load_params
-from landscape.stage import RAW_DIR, run_stage
+from landscape.study.fetch import download
+from landscape.study.params import load_params
+from landscape.study.stage import RAW_DIR, run_stage
 
 
 def main() -> None:

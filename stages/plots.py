@@ -6,12 +6,12 @@ as a whole, so it holds exactly the figures of this run.
 
 from pathlib import Path
 
-from landscape.atomic import replace_dir, write_text
-from landscape.params import load_params
-from landscape.plotting import write_figures
-from landscape.report import build_report
-from landscape.stage import PLOTS_DIR, run_stage
-from landscape.study_data import load_study
+from landscape.report.plotting import write_figures
+from landscape.report.report import build_report
+from landscape.report.study_data import load_study
+from landscape.study.atomic import replace_dir, write_text
+from landscape.study.params import load_params
+from landscape.study.stage import PLOTS_DIR, run_stage
 
 FIGURES_DIR = PLOTS_DIR / "figures"
 REPORT = "report.md"

@@ -1,15 +1,13 @@
-"""Stage slice@<variant>-<seed>: 1-D loss slices along seeded filter-normalized directions (with the exact
+"""Stage slice@<variant>-<seed>: 1-D loss slices along seeded filter-normalized directions (with the local
 d^T H d of each), and the 2-D loss surface."""
 
 import dataclasses
 
-from landscape.atomic import write_csv, write_json
-from landscape.directions import stream_seed
-from landscape.probes import SLICE_COLUMNS, slice_probe
-from landscape.serialize import to_json
-from landscape.stage import RunPaths, Timer, parse_seed, run_stage
-from landscape.study import probe_data, study_inputs, trained_model
-from landscape.surfaces import SURFACE_COLUMNS, surface_area, surface_probe
+from landscape.study.atomic import write_csv, write_json
+from landscape.study.inputs import probe_data, study_inputs, trained_model
+from landscape.study.serialize import to_json
+from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
+from landscape.study.summaries.slices import SLICE_COLUMNS, SURFACE_COLUMNS, slice_probe, surface_probe
 
 
 def main(variant: str, seed: str) -> None:
@@ -18,15 +16,11 @@ def main(variant: str, seed: str) -> None:
     p = params.slice
     model = trained_model(run, params, device)
     timer = Timer()
-    seeds = [stream_seed("slice", variant, run.seed, k) for k in range(p.directions)]
     probe = probe_data("slice", p.samples, params, data)
-    rows, summary = slice_probe(model, probe, p, params.probes.parameters, params.probes.bn, seeds, variant, run.seed)
-    surface_seeds = [stream_seed("surface", variant, run.seed, k) for k in range(2)]
+    rows, summary = slice_probe(model, probe, p, params.probes, variant, run.seed)
     surface_data = probe_data("surface", p.surface_samples, params, data)
-    surface = surface_probe(
-        model, surface_data, p.surface_points, p.surface_span, p.normalization, params.probes.parameters, surface_seeds
-    )
-    summary = dataclasses.replace(summary, surface_area=surface_area(surface, "train", p.taus))
+    surface, area = surface_probe(model, surface_data, p, params.probes, variant, run.seed)
+    summary = dataclasses.replace(summary, surface_area=area)
     write_csv(run.plot("slice"), rows, SLICE_COLUMNS)
     write_csv(run.plot("surface"), surface, SURFACE_COLUMNS)
     write_json(run.metrics("slice"), to_json(summary))

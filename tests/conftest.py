@@ -18,8 +18,8 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from landscape.data import Split
-from landscape.params import ModelConfig
+from landscape.study.data import Split
+from landscape.study.params import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def single_thread():
 
 def probe_data_from(make_split, train: int, val: int, bn: int, batch_size: int):
     """A ProbeData of seeded splits from ``make_split(n, seed=...)``: train (seed 1), val (2), BN images (3)."""
-    from landscape.data import ProbeData
+    from landscape.study.data import ProbeData
 
     return ProbeData(
         splits={"train": make_split(train, seed=1), "val": make_split(val, seed=2)},
@@ -119,13 +119,13 @@ TINY_SAMPLES = {"train": 100, "val": 100, "bn": 50}
 TINY_PARAMS = {
     "data": {"val_size": 100, "train_eval_size": 100},
     "study": {"seeds": [0, 1], "variants": ["mlp", "cnn"], "train_mlp": ["mlp"], "train_cnn": ["cnn"]},
-    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 100, "device": "cpu", "target_acc": 0.3},
+    "train": {"epochs": 2, "batch_size": 64, "target_acc": 0.3},
+    "runtime": {"device": "cpu", "eval_batch_size": 100},
     "mlp": {"hidden": [32, 16]},
     "cnn": {"channels": [4, 8], "fc": 16},
     "robustness": {
         "sigmas": [0.0, 0.01, 0.1],
         "trials": 2,
-        "moderate_sigma": {"absolute": 0.01, "filter": 0.1},
         "samples": {"train": 0, "val": 100, "bn": 50},
     },
     "slice": {
@@ -223,6 +223,41 @@ def run_command(
             f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+# What a clone of this repository holds of the DVC project (the offline plots template exists only after set-up).
+PROJECT_FILES = [
+    "src",
+    "stages",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".dvc/.gitignore",
+    ".dvc/config",
+    ".dvc/plots_template.html",
+    ".dvc/plots",
+    ".gitignore",
+    "pyproject.toml",
+]
+
+
+def tiny_project(root: Path, **changes: dict) -> Path:
+    """A git repository at ``root/repo`` holding this checkout's DVC project (PROJECT_FILES) with TINY_PARAMS and
+    ``changes`` over a synthetic mirror at ``root/mirror``; nothing run or committed yet."""
+    repo = root / "repo"
+    for rel in PROJECT_FILES:
+        src, dst = REPO / rel, repo / rel
+        if not src.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst)
+    checksums = write_synthetic_mirror(root / "mirror", n_train=600, n_test=200)
+    tiny_params(repo / "params.yaml", root / "mirror", checksums, **changes)
+    run_command(["git", "init", "-q"], repo)
+    return repo
 
 
 def run_stage_script(workspace: Path, script: str, *args: str) -> subprocess.CompletedProcess:

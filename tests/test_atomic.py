@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from landscape.atomic import replace_dir, write_bytes, write_text, write_via
 from landscape.errors import StudyError
+from landscape.study.atomic import replace_dir, write_bytes, write_text, write_via
 
 
 def leftovers(directory: Path) -> list[str]:

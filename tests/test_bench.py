@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from conftest import REPO, tiny_params, write_synthetic_mirror
-from landscape.data import load_dataset
-from landscape.fetch import download
-from landscape.models import save_checkpoint
-from landscape.params import load_params
-from landscape.stage import RunPaths
+from landscape.study.data import load_dataset
+from landscape.study.fetch import download
+from landscape.study.models import save_checkpoint
+from landscape.study.params import load_params
+from landscape.study.stage import RunPaths
 
 
 def load_bench():
@@ -63,7 +63,7 @@ def test_both_sides_evaluate_the_same_images_with_the_same_result(study, variant
     torch.manual_seed(0)
     model = bench.build_model(params.model_config(variant)).eval()
     images = bench.validation_images(params, data, bench.TINY.eval_images)
-    bs = params.train.eval_batch_size
+    bs = params.runtime.eval_batch_size
     loader = bench.conventional_loader(raw, data, images.indices, bs, shuffle=False)
     x, y = next(iter(bench.conventional_loader(raw, data, images.indices, len(images.indices), shuffle=False)))
     assert torch.equal(y, images.split.y)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from landscape.curvature import (
+from landscape.probes.hessian import (
     directional_curvature,
     hutchinson_trace,
     hvp,
@@ -21,7 +21,7 @@ from landscape.curvature import (
     loss_gradient,
     relative_flatness,
 )
-from landscape.data import Split
+from landscape.study.data import Split
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -139,8 +139,8 @@ def rel(a: torch.Tensor | float, b: torch.Tensor | float) -> float:
 def test_hvp_equals_full_hessian_times_v(case):
     v = gaussian(case.params, 0)
     expected = case.h @ flat(v)
-    assert rel(flat(hvp(case.model, case.params, case.split, N, v)), expected) < 1e-5
-    batched = hvp(case.model, case.params, case.split, SHORT_BATCH, v)
+    assert rel(flat(hvp(case.model, case.split, v, params=case.params, batch_size=N)), expected) < 1e-5
+    batched = hvp(case.model, case.split, v, params=case.params, batch_size=SHORT_BATCH)
     assert rel(flat(batched), expected) < 1e-10
 
 
@@ -157,30 +157,30 @@ def test_hvp_equals_central_difference_of_gradient(case):
         with torch.no_grad():
             for p, d in zip(moved, v, strict=True):
                 p.add_(d, alpha=sign * eps)
-        grads.append(flat(loss_gradient(shifted, moved, case.split, SHORT_BATCH)))
+        grads.append(flat(loss_gradient(shifted, case.split, params=moved, batch_size=SHORT_BATCH)))
     fd = (grads[0] - grads[1]) / (2 * eps)
-    assert rel(flat(hvp(case.model, case.params, case.split, SHORT_BATCH, v)), fd) < 1e-5
+    assert rel(flat(hvp(case.model, case.split, v, params=case.params, batch_size=SHORT_BATCH)), fd) < 1e-5
 
 
 def test_loss_gradient_matches_autograd_on_whole_split(case):
     case.model.eval()
     loss = F.cross_entropy(case.model(case.split.x), case.split.y)
     expected = torch.autograd.grad(loss, case.params)
-    got = loss_gradient(case.model, case.params, case.split, SHORT_BATCH)
+    got = loss_gradient(case.model, case.split, params=case.params, batch_size=SHORT_BATCH)
     assert rel(flat(got), flat(expected)) < 1e-12
 
 
 def test_hvp_many_equals_separate_hvp_calls(case):
     vs = [gaussian(case.params, s) for s in range(3)]
-    many = hvp_many(case.model, case.params, case.split, SHORT_BATCH, vs)
+    many = hvp_many(case.model, case.split, vs, params=case.params, batch_size=SHORT_BATCH)
     for v, got in zip(vs, many, strict=True):
-        assert rel(flat(got), flat(hvp(case.model, case.params, case.split, SHORT_BATCH, v))) < 1e-12
-    assert hvp_many(case.model, case.params, case.split, SHORT_BATCH, []) == []
+        assert rel(flat(got), flat(hvp(case.model, case.split, v, params=case.params, batch_size=SHORT_BATCH))) < 1e-12
+    assert hvp_many(case.model, case.split, [], params=case.params, batch_size=SHORT_BATCH) == []
 
 
 def test_directional_curvature_equals_dHd(case):
     ds = [gaussian(case.params, s) for s in range(10, 13)]
-    got = directional_curvature(case.model, case.params, case.split, SHORT_BATCH, ds)
+    got = directional_curvature(case.model, case.split, ds, params=case.params, batch_size=SHORT_BATCH)
     for d, c in zip(ds, got, strict=True):
         assert abs(c - (flat(d) @ case.h @ flat(d)).item()) < 1e-4 * abs(c)
 
@@ -206,14 +206,14 @@ def test_directional_curvature_is_second_derivative_along_the_line(kind):
 
     f = [loss_at(k * step) for k in (-2, -1, 0, 1, 2)]
     second = (-f[0] + 16 * f[1] - 30 * f[2] + 16 * f[3] - f[4]) / (12 * step**2)
-    (curvature,) = directional_curvature(model, params, split, SHORT_BATCH, [d])
+    (curvature,) = directional_curvature(model, split, [d], params=params, batch_size=SHORT_BATCH)
     assert abs(curvature - second) < 1e-5 * abs(second)
 
 
 def test_lanczos_top3_match_eigvalsh(case):
     dim = case.h.shape[0]
     exact = torch.linalg.eigvalsh(case.h).flip(0)[:3]
-    eig = lanczos(case.model, case.params, case.split, N, k=3, iterations=dim, seed=0)
+    eig = lanczos(case.model, case.split, params=case.params, batch_size=N, k=3, iterations=dim, seed=0)
     assert eig.iterations <= dim and len(eig.values) == 3
     assert eig.values == sorted(eig.values, reverse=True)
     for got, want, r in zip(eig.values, exact.tolist(), eig.residuals, strict=True):
@@ -224,12 +224,12 @@ def test_lanczos_top3_match_eigvalsh(case):
 def test_lanczos_residual_bounds_the_error_after_few_iterations(case):
     """With m << dim the residual is still an honest bound: some eigenvalue lies within residual * |theta|."""
     exact = torch.linalg.eigvalsh(case.h)
-    eig = lanczos(case.model, case.params, case.split, SHORT_BATCH, k=3, iterations=25, seed=3)
+    eig = lanczos(case.model, case.split, params=case.params, batch_size=SHORT_BATCH, k=3, iterations=25, seed=3)
     assert eig.iterations == 25
     for theta, r in zip(eig.values, eig.residuals, strict=True):
         assert (exact - theta).abs().min().item() <= r * abs(theta) * (1 + 1e-6) + 1e-12
     assert abs(eig.values[0] - exact[-1].item()) < 1e-3 * exact[-1].item()  # the top one converges first
-    again = lanczos(case.model, case.params, case.split, SHORT_BATCH, k=3, iterations=25, seed=3)
+    again = lanczos(case.model, case.split, params=case.params, batch_size=SHORT_BATCH, k=3, iterations=25, seed=3)
     assert again == eig
 
 
@@ -238,7 +238,7 @@ def test_lanczos_stops_on_breakdown():
     model, split = build("tanh"), make_split()
     params = [model[3].bias]
     exact = torch.linalg.eigvalsh(full_hessian(model, params, split)).flip(0)
-    eig = lanczos(model, params, split, N, k=3, iterations=50, seed=0)
+    eig = lanczos(model, split, params=params, batch_size=N, k=3, iterations=50, seed=0)
     assert eig.iterations <= 4
     assert torch.allclose(torch.tensor(eig.values, dtype=DT), exact[:3], rtol=1e-9)
     assert max(eig.residuals) < 1e-8
@@ -248,7 +248,7 @@ def test_hutchinson_trace_within_three_standard_errors():
     model, split = build("convbn"), make_split()
     params = select(model, "all")
     h = full_hessian(model, params, split)
-    est = hutchinson_trace(model, params, split, SHORT_BATCH, samples=400, seed=0)
+    est = hutchinson_trace(model, split, params=params, batch_size=SHORT_BATCH, samples=400, seed=0)
     assert est.samples == 400
     assert abs(est.total - h.trace().item()) < 3 * est.total_se
     assert abs(sum(est.per_tensor) - est.total) < 1e-10 * abs(est.total)
@@ -257,7 +257,7 @@ def test_hutchinson_trace_within_three_standard_errors():
         block = h[start : start + p.numel(), start : start + p.numel()].trace().item()
         start += p.numel()
         assert abs(t - block) < 3 * se + 1e-12
-    small = hutchinson_trace(model, params, split, SHORT_BATCH, samples=100, seed=1)
+    small = hutchinson_trace(model, split, params=params, batch_size=SHORT_BATCH, samples=100, seed=1)
     assert 1.5 < small.total_se / est.total_se < 2.7
 
 
@@ -282,7 +282,7 @@ def test_relative_flatness_matches_exact_kappa(which):
     model, split = build(kind), make_split()
     params = select(model, sel)
     kappa = exact_kappa(params, full_hessian(model, params, split))
-    est = relative_flatness(model, params, split, SHORT_BATCH, samples=300, seed=0)
+    est = relative_flatness(model, split, params=params, batch_size=SHORT_BATCH, samples=300, seed=0)
     for p, k, got, se in zip(params, kappa, est.per_tensor, est.per_tensor_se, strict=True):
         if p.dim() <= 1:
             assert math.isnan(got) and math.isnan(se)
@@ -303,8 +303,8 @@ def test_relative_flatness_is_invariant_under_layer_rescaling_and_trace_is_not()
     for m in (model, scaled):
         params = select(m, "weights")
         h = full_hessian(m, params, split)
-        est = relative_flatness(m, params, split, SHORT_BATCH, samples=200, seed=5)
-        trace = hutchinson_trace(m, params, split, SHORT_BATCH, samples=200, seed=5)
+        est = relative_flatness(m, split, params=params, batch_size=SHORT_BATCH, samples=200, seed=5)
+        trace = hutchinson_trace(m, split, params=params, batch_size=SHORT_BATCH, samples=200, seed=5)
         results.append((exact_kappa(params, h), est, h.trace().item(), trace))
     (k0, e0, t0, tr0), (k1, e1, t1, tr1) = results
     for a, b in zip(k0, k1, strict=True):
@@ -321,13 +321,15 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 CALLS = {
-    "loss_gradient": lambda m, p, s: loss_gradient(m, p, s, SHORT_BATCH),
-    "hvp": lambda m, p, s: hvp(m, p, s, SHORT_BATCH, gaussian(p, 0)),
-    "hvp_many": lambda m, p, s: hvp_many(m, p, s, SHORT_BATCH, [gaussian(p, 0), gaussian(p, 1)]),
-    "directional_curvature": lambda m, p, s: directional_curvature(m, p, s, SHORT_BATCH, [gaussian(p, 0)]),
-    "lanczos": lambda m, p, s: lanczos(m, p, s, SHORT_BATCH, k=2, iterations=5, seed=0),
-    "hutchinson_trace": lambda m, p, s: hutchinson_trace(m, p, s, SHORT_BATCH, samples=3, seed=0),
-    "relative_flatness": lambda m, p, s: relative_flatness(m, p, s, SHORT_BATCH, samples=3, seed=0),
+    "loss_gradient": lambda m, p, s: loss_gradient(m, s, params=p, batch_size=SHORT_BATCH),
+    "hvp": lambda m, p, s: hvp(m, s, gaussian(p, 0), params=p, batch_size=SHORT_BATCH),
+    "hvp_many": lambda m, p, s: hvp_many(m, s, [gaussian(p, 0), gaussian(p, 1)], params=p, batch_size=SHORT_BATCH),
+    "directional_curvature": lambda m, p, s: directional_curvature(
+        m, s, [gaussian(p, 0)], params=p, batch_size=SHORT_BATCH
+    ),
+    "lanczos": lambda m, p, s: lanczos(m, s, params=p, batch_size=SHORT_BATCH, k=2, iterations=5, seed=0),
+    "hutchinson_trace": lambda m, p, s: hutchinson_trace(m, s, params=p, batch_size=SHORT_BATCH, samples=3, seed=0),
+    "relative_flatness": lambda m, p, s: relative_flatness(m, s, params=p, batch_size=SHORT_BATCH, samples=3, seed=0),
 }
 
 
@@ -352,23 +354,23 @@ def test_train_mode_caller_and_no_grad_context_still_give_the_eval_mode_hessian(
     v = gaussian(params, 0)
     expected = full_hessian(model, params, split) @ flat(v)
     model.train()  # dropout and batch statistics must not be used
-    assert rel(flat(hvp(model, params, split, SHORT_BATCH, v)), expected) < 1e-10
+    assert rel(flat(hvp(model, split, v, params=params, batch_size=SHORT_BATCH)), expected) < 1e-10
     with torch.no_grad():
-        assert rel(flat(hvp(model, params, split, SHORT_BATCH, v)), expected) < 1e-10
+        assert rel(flat(hvp(model, split, v, params=params, batch_size=SHORT_BATCH)), expected) < 1e-10
     with torch.inference_mode():
         frozen = Split(split.x.clone(), split.y.clone())  # inference tensors
     with torch.inference_mode():
-        assert rel(flat(hvp(model, params, frozen, SHORT_BATCH, v)), expected) < 1e-10
+        assert rel(flat(hvp(model, frozen, v, params=params, batch_size=SHORT_BATCH)), expected) < 1e-10
 
 
 def test_study_cnn_with_folded_batch_norm():
-    """landscape.models.CNN (BN folded into the conv in eval mode) on 28x28 inputs, weights only."""
-    from landscape import models
+    """landscape.study.models.CNN (BN folded into the conv in eval mode) on 28x28 inputs, weights only."""
+    from landscape.study import models
 
     try:
         model = models.CNN([2, 2], 4).to(DT)  # BN and dropout on by default
     except TypeError as e:  # the constructor is being redesigned elsewhere
-        pytest.skip(f"landscape.models.CNN no longer constructs as CNN(channels, fc): {e}")
+        pytest.skip(f"landscape.study.models.CNN no longer constructs as CNN(channels, fc): {e}")
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     with torch.no_grad():
         for m in model.modules():
@@ -380,6 +382,6 @@ def test_study_cnn_with_folded_batch_norm():
     params = select(model, "weights")
     h = full_hessian(model, params, split)
     v = gaussian(params, 0)
-    assert rel(flat(hvp(model, params, split, 5, v)), h @ flat(v)) < 1e-10
-    (c,) = directional_curvature(model, params, split, 5, [v])
+    assert rel(flat(hvp(model, split, v, params=params, batch_size=5)), h @ flat(v)) < 1e-10
+    (c,) = directional_curvature(model, split, [v], params=params, batch_size=5)
     assert abs(c - (flat(v) @ h @ flat(v)).item()) < 1e-8 * abs(c)

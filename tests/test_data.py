@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,18 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, idx_bytes, synthetic_arrays, write_synthetic_mirror
-from landscape.data import Split, batch_indices, load_dataset, read_idx, split_indices
+from conftest import REPO, idx_bytes, run_command, synthetic_arrays, tiny_params, write_synthetic_mirror
 from landscape.errors import StudyError
-from landscape.fetch import FILES, download
+from landscape.study.data import (
+    IDX_FILES,
+    Split,
+    batch_indices,
+    load_dataset,
+    pixel_mean_std,
+    read_idx,
+    split_indices,
+)
+from landscape.study.fetch import FILES, download
 
 N_TRAIN, N_TEST, SEED = 120, 40, 3
 REAL_MIRROR = Path("/usr/share/datasets/fashion-mnist")
@@ -181,6 +190,88 @@ def test_corrupt_raw_file_is_a_study_error(raw_root, corrupt):
 def test_read_idx_without_download_is_a_study_error(tmp_path):
     with pytest.raises(StudyError, match="download"):
         read_idx(tmp_path, train=True)
+
+
+def test_missing_idx_file_is_a_study_error(raw_root):
+    (raw_root / "FashionMNIST" / "raw" / FILES[3]).unlink()
+    with pytest.raises(StudyError, match=f"cannot read the idx files .*{FILES[3]}.*dvc repro -f download"):
+        read_idx(raw_root, train=False)
+
+
+def test_images_and_labels_of_different_lengths_are_a_study_error(raw_root):
+    labels = raw_root / "FashionMNIST" / "raw" / FILES[1]
+    labels.write_bytes(idx_bytes(synthetic_arrays(N_TRAIN - 1, SEED)[1]))
+    with pytest.raises(StudyError, match=f"{N_TRAIN} images but {N_TRAIN - 1} labels"):
+        read_idx(raw_root, train=True)
+
+
+def test_idx_files_parsed_here_are_the_four_downloaded():
+    assert sorted(IDX_FILES[True] + IDX_FILES[False]) == sorted(FILES)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_read_idx_equals_torchvision(raw_root, train):
+    """The idx files are read directly (no torchvision import at start-up); the tensors are torchvision's."""
+    datasets = pytest.importorskip("torchvision.datasets")
+    reference = datasets.FashionMNIST(str(raw_root), train=train, download=False)
+    images, labels = read_idx(raw_root, train=train)
+    assert images.dtype == reference.data.dtype and torch.equal(images, reference.data)
+    assert labels.dtype == reference.targets.dtype and torch.equal(labels, reference.targets)
+
+
+@pytest.mark.parametrize(("n", "val_size", "seed"), [(120, 20, 1), (1000, 999, 0), (60000, 10000, 0), (7, 1, 3)])
+def test_split_indices_are_the_sorted_parts_of_the_seeded_permutation(n, val_size, seed):
+    """The split as first written (sort each part of the permutation): the same indices, bit for bit."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    train, val = split_indices(n, val_size, seed)
+    assert train.dtype == val.dtype == torch.int64
+    assert torch.equal(train, perm[val_size:].sort().values) and torch.equal(val, perm[:val_size].sort().values)
+
+
+def test_load_dataset_is_bitwise_the_torchvision_path(raw_root):
+    """The normalized tensors equal, bit for bit, those of the first loader: torchvision's parse, the split by
+    sorting each part of the permutation, the histogram mean and std, and the in-place float32 normalization."""
+    datasets = pytest.importorskip("torchvision.datasets")
+    train_set, test_set = (datasets.FashionMNIST(str(raw_root), train=t, download=False) for t in (True, False))
+    perm = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(5))
+    train_idx, val_idx = perm[30:].sort().values, perm[:30].sort().values
+    mean, std = pixel_mean_std(train_set.data[train_idx])
+
+    def normalized(x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float32).unsqueeze(1).div_(255.0).sub_(mean).div_(std)
+
+    ds = load_dataset(raw_root, 30, split_seed=5)
+    assert (ds.mean, ds.std) == (mean, std)
+    for split, x, y in [
+        (ds.train, train_set.data[train_idx], train_set.targets[train_idx]),
+        (ds.val, train_set.data[val_idx], train_set.targets[val_idx]),
+        (ds.test, test_set.data, test_set.targets),
+    ]:
+        assert torch.equal(split.y, y)
+        assert torch.equal(split.x, normalized(x))
+
+
+TORCH_STAGES = ("train", "robustness", "slice", "path", "curvature")
+STARTS_UP = """\
+import runpy, sys
+for stage in {stages!r}:
+    runpy.run_path(f"{repo}/stages/{{stage}}.py", run_name="startup")
+from landscape.study.inputs import study_inputs
+study_inputs("mlp")
+print(sorted(m for m in ("torchvision", "pandas", "matplotlib") if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_torch_stages_start_without_torchvision_pandas_or_matplotlib(tmp_path, mirror, raw_root):
+    """The imports of every torch stage and its start-up (params, device, dataset) leave out the packages that
+    only the report needs, and torchvision (tools/startup_times.py measures what that saves)."""
+    directory, checksums = mirror
+    tiny_params(tmp_path / "params.yaml", directory, checksums)
+    (tmp_path / "data").mkdir()
+    raw_root.rename(tmp_path / "data" / "raw")
+    code = STARTS_UP.format(stages=TORCH_STAGES, repo=REPO)
+    assert run_command([sys.executable, "-c", code], tmp_path).stdout.strip() == "[]"
 
 
 # --- splits, normalization, subsets, batches -------------------------------------------------

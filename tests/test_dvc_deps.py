@@ -6,42 +6,15 @@ A module missing from deps would leave the stage's results stale after a change 
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+import sys
 
 import pytest
 import yaml
 
 from conftest import REPO
 
-SRC = REPO / "src" / "landscape"
-
-
-def project_imports(path: Path) -> set[str]:
-    """``landscape.<module>`` names imported by the file at ``path`` (any import form)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "landscape":
-                found |= {f"landscape.{a.name}" for a in node.names if (SRC / f"{a.name}.py").is_file()}
-            elif node.module.startswith("landscape."):
-                found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("landscape.")}
-    return found
-
-
-def module_closure(script: Path) -> set[str]:
-    """Repository-relative paths of every src/landscape module ``script`` reaches through imports."""
-    seen: set[str] = set()
-    todo = list(project_imports(script))
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo += project_imports(SRC / f"{name.split('.')[1]}.py")
-    return {f"src/landscape/{name.split('.')[1]}.py" for name in seen}
+sys.path.insert(0, str(REPO / "tools"))
+from stage_deps import module_closure, stage_scripts  # noqa: E402
 
 
 def stage_bodies() -> list[tuple[str, dict]]:
@@ -51,14 +24,18 @@ def stage_bodies() -> list[tuple[str, dict]]:
 
 @pytest.mark.parametrize(("name", "body"), stage_bodies(), ids=[n for n, _ in stage_bodies()])
 def test_stage_deps_cover_every_imported_module(name: str, body: dict) -> None:
-    script = body["cmd"].split()[1]
+    script = stage_scripts()[name]
     deps = set(body["deps"])
     assert script in deps, f"stage {name}: its script {script} is not in deps"
     missing = sorted(module_closure(REPO / script) - deps)
     assert not missing, f"stage {name} imports {', '.join(missing)} but dvc.yaml does not list it in deps"
+    stale = sorted(p for p in deps if p.startswith("src/") and p not in module_closure(REPO / script))
+    assert not stale, (
+        f"stage {name} lists {', '.join(stale)} in deps but does not import it (python tools/stage_deps.py --write)"
+    )
 
 
 def test_closure_follows_imports_transitively() -> None:
     closure = module_closure(REPO / "stages" / "download.py")
-    assert "src/landscape/fetch.py" in closure and "src/landscape/errors.py" in closure
-    assert "src/landscape/data.py" not in closure  # the download stage does not load tensors
+    assert "src/landscape/study/fetch.py" in closure and "src/landscape/errors.py" in closure
+    assert "src/landscape/study/data.py" not in closure  # the download stage does not load tensors

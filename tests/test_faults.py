@@ -27,7 +27,7 @@ from conftest import (
     update_params,
     write_synthetic_mirror,
 )
-from landscape.fetch import download
+from landscape.study.fetch import download
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +71,12 @@ def test_divergence_stops_at_once_and_writes_nothing(workspace: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_a_clear_error(workspace: Path) -> None:
-    update_params(workspace / "params.yaml", {"train": {"device": "cuda"}})
-    assert_clean_error(stage(workspace, "train.py", "cnn", "0"), "'train.device' = 'cuda'", "Use 'auto'")
+    update_params(workspace / "params.yaml", {"runtime": {"device": "cuda"}})
+    assert_clean_error(stage(workspace, "train.py", "cnn", "0"), "'runtime.device' = 'cuda'", "Use 'auto'")
 
 
 def test_auto_device_falls_back_and_is_recorded(workspace: Path) -> None:
-    update_params(workspace / "params.yaml", {"train": {"device": "auto"}})
+    update_params(workspace / "params.yaml", {"runtime": {"device": "auto"}})
     assert stage(workspace, "train.py", "mlp", "0").returncode == 0
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert json.loads((workspace / "metrics/runs/mlp/0/train.json").read_text())["device"] == expected

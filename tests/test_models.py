@@ -13,10 +13,10 @@ from torch import nn
 
 from conftest import REPO
 from conftest import SMALL_MODELS as SMALL
-from landscape.data import Split
 from landscape.errors import StudyError
-from landscape.evaluate import evaluate
-from landscape.models import (
+from landscape.probes.evaluation import evaluate
+from landscape.study.data import Split
+from landscape.study.models import (
     CNN,
     MLP,
     build_model,
@@ -24,8 +24,9 @@ from landscape.models import (
     load_checkpoint,
     max_pool_2x2,
     save_checkpoint,
+    training_record,
 )
-from landscape.params import ModelConfig, load_params
+from landscape.study.params import ModelConfig, TrainParams, load_params
 
 PARAMS = load_params(REPO / "params.yaml")
 MLP_CFG = ModelConfig("mlp", [256, 128], 0, False, [0.0, 0.0])  # Model A
@@ -106,7 +107,7 @@ def test_every_variant_in_params_builds_in_its_training_group():
         has_bn = bool(module_types(model) & {nn.BatchNorm1d, nn.BatchNorm2d})
         dropout = [m.p for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
         assert has_bn == variant.bn, name
-        assert dropout == ([PARAMS.cnn.dropout_conv, PARAMS.cnn.dropout_fc] if variant.dropout else []), name
+        assert dropout == ([PARAMS.dropout.conv, PARAMS.dropout.fc] if variant.dropout else []), name
 
 
 def test_unknown_variant_is_a_study_error_naming_the_known_ones():
@@ -256,9 +257,8 @@ CHECKPOINT_CONFIGS = {
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     cfg = CHECKPOINT_CONFIGS[name]
     model = seeded_model(cfg)
-    path = save_checkpoint(tmp_path / name / "0" / "model.pt", name, cfg, model, {"seed": 7})
-    loaded, extra = load_checkpoint(path, expected=cfg)
-    assert extra == {"seed": 7}
+    path = save_checkpoint(tmp_path / name / "0" / "model.pt", name, cfg, model, training_record(PARAMS.train, 7))
+    loaded, _ = load_checkpoint(path, expected=cfg)
     assert type(loaded) is type(model)
     assert loaded.state_dict().keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
@@ -266,6 +266,28 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     x = images(8, seed=9)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_checkpoint_records_its_training_conditions(tmp_path):
+    """Beside the config that builds it, a checkpoint keeps the `train:` section it was trained under and the
+    training seed, as plain values that a `weights_only` load returns; loading still checks the config."""
+    train = dataclasses.replace(PARAMS.train, lr=0.0125, epochs=3, optimizer="adam")
+    cfg = SMALL["mlp"]
+    path = save_checkpoint(tmp_path / "m.pt", "mlp", cfg, build_model(cfg), training_record(train, 4))
+    _, training = load_checkpoint(path, expected=cfg)
+    assert training == {"train": dataclasses.asdict(train), "seed": 4}
+    assert TrainParams(**training["train"]) == train
+    with pytest.raises(StudyError, match="Retrain"):
+        load_checkpoint(path, expected=dataclasses.replace(cfg, bn=True))
+
+
+def test_checkpoint_without_training_conditions_loads_with_none(tmp_path):
+    """A checkpoint written before the training record existed (``extra`` in its place) still loads."""
+    cfg = SMALL["mlp"]
+    state = build_model(cfg).state_dict()
+    torch.save({"name": "mlp", "config": dataclasses.asdict(cfg), "state_dict": state, "extra": {}}, tmp_path / "m.pt")
+    model, training = load_checkpoint(tmp_path / "m.pt", expected=cfg)
+    assert training == {} and model.state_dict().keys() == state.keys()
 
 
 def test_equal_checkpoints_are_equal_bytes(tmp_path):

@@ -6,11 +6,13 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, run_stage_script, tiny_params
 from landscape.errors import StudyError
-from landscape.params import N_TRAIN_IMAGES, ModelConfig, Params, load_params, parse_params
+from landscape.study.device import use_runtime
+from landscape.study.params import N_TRAIN_IMAGES, ModelConfig, Params, RuntimeParams, load_params, parse_params
 
 PARAMS_FILE = REPO / "params.yaml"
 DELETE = object()  # sentinel: remove the key instead of setting it
@@ -43,7 +45,7 @@ def test_real_params_file_validates():
     assert params.model_config("mlp").family == "mlp"
     assert params.model_config("cnn").family == "cnn"
     assert len(params.study.seeds) >= 3
-    assert 0 in params.robustness.sigmas and all(s > 0 for s in params.robustness.moderate_sigma.values())
+    assert params.claim_rules.reference == "mlp" and params.claim_rules.early_epochs <= params.train.epochs
 
 
 def test_variants_make_the_full_conv_bn_dropout_factorial():
@@ -58,12 +60,37 @@ def test_variants_make_the_full_conv_bn_dropout_factorial():
 
 def test_model_config_takes_widths_from_the_family_and_bn_dropout_from_the_variant():
     params = parse_params(real_raw())
-    rates = [params.cnn.dropout_conv, params.cnn.dropout_fc]
+    rates = [params.dropout.conv, params.dropout.fc]
     assert params.model_config("mlp") == ModelConfig("mlp", params.mlp.hidden, 0, False, [0.0, 0.0])
     assert params.model_config("mlp_bn_dropout") == ModelConfig("mlp", params.mlp.hidden, 0, True, rates)
     assert params.model_config("cnn") == ModelConfig("cnn", params.cnn.channels, params.cnn.fc, True, rates)
     assert params.model_config("cnn_nobn") == ModelConfig("cnn", params.cnn.channels, params.cnn.fc, False, rates)
     assert params.model_config("cnn_plain").dropout == [0.0, 0.0]
+
+
+def test_one_family_reads_no_key_of_the_other():
+    """No `cnn:` key changes an MLP-family network and no `mlp:` key a CNN-family one, which is what lets
+    dvc.yaml's train_mlp stages not depend on `cnn` (and train_cnn not on `mlp`); `dropout:` changes both."""
+    base = parse_params(real_raw())
+    other_cnn = parse_params(with_value(with_value(real_raw(), "cnn.channels", [8]), "cnn.fc", 7))
+    other_mlp = parse_params(with_value(real_raw(), "mlp.hidden", [7]))
+    other_dropout = parse_params(with_value(real_raw(), "dropout", {"conv": 0.1, "fc": 0.2}))
+    for name in base.study.train_mlp:
+        assert other_cnn.model_config(name) == base.model_config(name), name
+    for name in base.study.train_cnn:
+        assert other_mlp.model_config(name) == base.model_config(name), name
+    for name, variant in base.variants.items():
+        assert other_dropout.model_config(name).dropout == ([0.1, 0.2] if variant.dropout else [0.0, 0.0]), name
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_runtime_sets_torch_threads_only_when_asked(threads):
+    before = torch.get_num_threads()
+    try:
+        assert use_runtime(RuntimeParams(device="cpu", eval_batch_size=8, threads=threads)) == torch.device("cpu")
+        assert torch.get_num_threads() == (threads or before)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_unknown_variant_is_a_study_error_with_a_suggestion():
@@ -104,13 +131,28 @@ BAD_VALUES = [
     ("data.val_size", N_TRAIN_IMAGES, ["'data.val_size'", str(N_TRAIN_IMAGES)]),
     ("data.val_size", 0, ["'data.val_size'", "= 0"]),
     ("train.optimizer", "rmsprop", ["'train.optimizer'", "'rmsprop'", "'sgd'", "'adam'"]),
-    ("train.device", "tpu", ["'train.device'", "'tpu'", "'cuda'"]),
+    ("runtime.device", "tpu", ["'runtime.device'", "'tpu'", "'cuda'"]),
+    ("runtime.eval_batch_size", 0, ["'runtime.eval_batch_size'", "= 0", "> 0"]),
+    ("runtime.threads", -1, ["'runtime.threads'", "-1", ">= 0"]),
+    ("runtime.threads", 1.5, ["'runtime.threads'", "1.5", "integer"]),
+    ("runtime.threads", DELETE, ["missing key 'runtime.threads'"]),
+    ("runtime", DELETE, ["missing section 'runtime'"]),
+    ("dropout", DELETE, ["missing section 'dropout'"]),
     ("robustness.modes", ["absolute", "gaussian"], ["'robustness.modes'", "'gaussian'", "'filter'"]),
     ("probes.bn", ["frozen", "frozen"], ["'probes.bn'", "['frozen', 'frozen']"]),
     ("probes.bn", ["recalibrate"], ["'probes.bn'", "'recalibrate'", "'recalibrated'"]),
     ("probes.parameters", "biases", ["'probes.parameters'", "'biases'", "'weights'", "'all'"]),
-    ("cnn.dropout_fc", 1.0, ["'cnn.dropout_fc'", "1.0", "[0, 1)"]),
-    ("cnn.dropout_conv", 1.5, ["'cnn.dropout_conv'", "1.5"]),
+    ("dropout.fc", 1.0, ["'dropout.fc'", "1.0", "[0, 1)"]),
+    ("dropout.conv", 1.5, ["'dropout.conv'", "1.5"]),
+    # keys that moved to a section of their own are named there
+    ("train.device", "cpu", ["unknown key 'train.device'", "Did you mean 'runtime.device'?"]),
+    ("train.eval_batch_size", 256, ["unknown key 'train.eval_batch_size'", "Did you mean 'runtime.eval_batch_size'?"]),
+    (
+        "cnn.dropout_conv",
+        0.25,
+        ["unknown key 'cnn.dropout_conv'", "Did you mean 'dropout.conv'?", "Allowed keys in 'cnn'"],
+    ),
+    ("cnn.dropout_fc", 0.5, ["unknown key 'cnn.dropout_fc'", "Did you mean 'dropout.fc'?"]),
     ("cnn.channels", [8, 8, 8, 8, 8], ["'cnn.channels'", "[8, 8, 8, 8, 8]", "at most 4"]),
     ("mlp.hidden", [], ["'mlp.hidden'", "[]", "non-empty"]),
     ("train.epochs", [12], ["'train.epochs'", "[12]", "integer"]),
@@ -132,13 +174,11 @@ BAD_VALUES = [
     ("train.target_acc", 1.0, ["'train.target_acc'", "(0, 1)"]),
     ("train.seed", 0, ["'train.seed'", "unknown key", "Allowed keys"]),
     ("robustness.bisect_steps", 4, ["'robustness.bisect_steps'", "unknown key"]),
-    ("robustness.moderate_sigma", {"filter": 0.0}, ["'robustness.moderate_sigma'", "sigma > 0"]),
-    (
-        "robustness.moderate_sigma",
-        {"filter": 0.07},
-        ["'robustness.moderate_sigma.filter'", "0.07", "robustness.sigmas"],
-    ),
-    ("robustness.moderate_sigma", {"relative": 0.01}, ["'robustness.moderate_sigma'", "'relative'", "modes"]),
+    ("robustness.moderate_sigma", {"filter": 0.1}, ["'robustness.moderate_sigma'", "unknown key"]),
+    ("claim_rules.reference", "mpl", ["'claim_rules.reference'", "'mpl'", "no variant", "Did you mean 'mlp'?"]),
+    ("claim_rules.moderate_drop", 1.0, ["'claim_rules.moderate_drop'", "(0, 1)"]),
+    ("claim_rules.early_epochs", 1, ["'claim_rules.early_epochs'", ">= 2"]),
+    ("claim_rules.early_epochs", 11, ["'claim_rules.early_epochs'", "11", "train.epochs = 10"]),
     ("study.seeds", [], ["'study.seeds'", "[]", "non-empty"]),
     ("study.seeds", [0, 1, 1], ["'study.seeds'", "[0, 1, 1]", "distinct"]),
     ("study.seeds", [0, -1], ["'study.seeds'", ">= 0"]),
@@ -196,6 +236,13 @@ def test_float_written_by_dvc_exp_run_as_string_is_accepted():
     lr = parse_params(raw).train.lr
     assert isinstance(lr, float)
     assert lr == 1e-06
+
+
+def test_float_that_yaml_reads_as_a_string_is_accepted_from_the_file(tmp_path):
+    """load_params parses with libyaml where present; its resolver leaves '1e-06' a string too."""
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS_FILE.read_text().replace("  lr: 0.05", "  lr: 1e-06"))
+    assert load_params(path).train.lr == 1e-06
 
 
 @pytest.mark.parametrize(("text", "value"), [("5e-4", 5e-4), ("+2E3", 2000.0), (" .5 ", 0.5), ("3", 3.0)])

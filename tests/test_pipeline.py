@@ -4,38 +4,25 @@ The study matrix is Model A and Model B (``mlp``, ``cnn``) x training seeds 0 an
 The tests run in file order on one repo, each committing what it changed:
 
 - the first `dvc repro` runs every stage of the matrix, and the aggregate sees every run;
-- the README's headline `dvc exp show` command fits a terminal;
+- the README's headline `dvc exp show` command fits a terminal, and a plain one shows the headline metric only;
 - adding a seed runs only the new seed's stages (and the aggregate and plots), never an existing run;
 - a change under `mlp:` reruns only MLP-family work; a change under `robustness:` reruns no training;
-- `dvc metrics diff` shows the study-level results, and `dvc plots diff` compares against HEAD.
+- `dvc metrics diff` shows the study's headline results, and `dvc plots diff` compares against HEAD.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import DVC, REPO, TINY_PARAMS, run_command, tiny_params, update_params, write_synthetic_mirror
+from conftest import DVC, TINY_PARAMS, run_command, tiny_project, update_params
 
 pytestmark = pytest.mark.slow
 
-COPIED = [
-    "src",
-    "stages",
-    "dvc.yaml",
-    "params.yaml",
-    ".dvcignore",
-    ".dvc/config",
-    ".dvc/plots_template.html",
-    ".dvc/plots",
-    ".gitignore",
-    "pyproject.toml",
-]
 PROBES = ("robustness", "slice", "path", "curvature")
 VARIANTS = TINY_PARAMS["study"]["variants"]
 SEEDS = [0]  # the first repro; the seed-adding test brings the study to 2 variants x 2 seeds
@@ -49,7 +36,7 @@ HEADLINE = [
     "--drop",
     ".*",
     "--keep",
-    r"Experiment|rev|variants\.(mlp|cnn)\.(val_acc|gap)\.mean|claims\.(val_acc|a_steeper)\.verdict",
+    r"Experiment|rev|by_variant\.(mlp|cnn)\.(val_acc|gap)|claims\.(val_acc|a_steeper)\.verdict",
 ]
 
 
@@ -82,22 +69,22 @@ def study(repo: Path) -> dict:
     return json.loads((repo / "metrics" / "study.json").read_text())
 
 
+def leaf_names(tree: dict, prefix: str = "") -> list[str]:
+    """The leaves of a JSON object that DVC shows, as it names them (keys joined with dots; a list is one leaf;
+    a null is no column)."""
+    out = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += leaf_names(value, f"{name}.")
+        elif value is not None:
+            out.append(name)
+    return out
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pipeline")
-    repo = root / "repo"
-    for rel in COPIED:
-        src, dst = REPO / rel, repo / rel
-        if not src.exists():  # the offline plots template exists only after set-up
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dst)
-    checksums = write_synthetic_mirror(root / "mirror", n_train=600, n_test=200)
-    tiny_params(repo / "params.yaml", root / "mirror", checksums, study={"seeds": SEEDS})
-    run(["git", "init", "-q"], repo)
+    repo = tiny_project(tmp_path_factory.mktemp("pipeline"), study={"seeds": SEEDS})
     ran = repro(repo)
     assert ran == {"download", *run_stages(VARIANTS, SEEDS), "aggregate", "plots"}
     assert "train_mlp@mlp-0" in ran and "robustness@cnn-0" in ran  # DVC's matrix names, as the README uses them
@@ -146,20 +133,32 @@ def test_aggregate_sees_every_run(repo: Path) -> None:
     assert sorted(s["variants"]) == sorted(VARIANTS)
     for v in VARIANTS:
         for measure in ("val_acc", "test_acc", "gap", "gap_running", "curvature_exact", "lambda_max", "trace"):
-            assert s["variants"][v][measure]["n"] == len(SEEDS), (v, measure)
-    assert s["b_minus_a"]["val_acc"]["n"] == len(SEEDS)
-    assert {c["verdict"] for c in s["claims"].values()} <= {"agrees", "differs", "inconclusive"}
-    assert "effects" not in s  # two variants are no factorial
+            assert s["variants"][v][measure]["interval"]["n"] == len(SEEDS), (v, measure)
+    assert s["b_minus_a"]["val_acc"]["interval"]["n"] == len(SEEDS)
+    assert {c["verdict"] for c in s["claims"]} <= {"agrees", "differs", "inconclusive"}
+    assert s["effects"] == {}  # two variants are no factorial
 
 
 def test_headline_exp_show_fits_a_terminal(repo: Path) -> None:
     out = run(HEADLINE, repo).stdout
-    assert "variants.mlp.val_acc.mean" in out and "variants.cnn.gap.mean" in out
+    assert "by_variant.mlp.val_acc" in out and "by_variant.cnn.gap" in out
     assert "claims.val_acc.verdict" in out and "claims.a_steeper.verdict" in out
     assert "timings" not in out and "wall_s" not in out
     widths = [len(line) for line in out.splitlines()]
     assert max(widths) < 200, f"{max(widths)} characters wide:\n{out}"
     assert "workspace" in out, f"the rows do not say which experiment they are:\n{out}"
+
+
+def test_plain_exp_show_has_the_headline_and_not_the_full_table(repo: Path) -> None:
+    """`dvc exp show` with no filter: every declared metric is a column (6,800 of them with the full table)."""
+    header = run([*DVC, "exp", "show", "--no-pager", "--csv"], repo).stdout.splitlines()[0].split(",")
+    headline = leaf_names(json.loads((repo / "metrics" / "headline.json").read_text()))
+    assert set(headline) <= set(header)
+    assert not [c for c in header if "headline.json:" in c]  # DVC prefixes a metric that shares a param's name
+    assert not [c for c in header if c.startswith(("b_minus_a", "seeds", "variants.mlp.val_acc"))]  # study.json
+    # Here 200 columns: 42 of the headline (one seed: the CIs are null), 96 params and experiment fields, 62
+    # dependency hashes; the default study shows 149 + ~95 + ~100. The full table made it 6,800.
+    assert len(header) <= 250, f"{len(header)} columns: {header}"
 
 
 def test_adding_a_seed_reruns_no_existing_stage(repo: Path) -> None:
@@ -168,10 +167,10 @@ def test_adding_a_seed_reruns_no_existing_stage(repo: Path) -> None:
     assert ran == run_stages(VARIANTS, [ADDED]) | {"aggregate", "plots"}
     s = study(repo)
     assert s["seeds"] == [*SEEDS, ADDED]
-    assert all(s["variants"][v]["val_acc"]["n"] == len(SEEDS) + 1 for v in VARIANTS)
+    assert all(s["variants"][v]["val_acc"]["interval"]["n"] == len(SEEDS) + 1 for v in VARIANTS)
     changed = json.loads(run([*DVC, "metrics", "diff", "--json"], repo).stdout)
-    assert set(changed) == {"metrics/study.json"}  # the per-run files and the timings are no declared metrics
-    assert changed["metrics/study.json"]["variants.mlp.val_acc.n"] == {"old": 1, "new": 2, "diff": 1}
+    assert set(changed) == {"metrics/headline.json"}  # per-run files, timings and the full table are no metrics
+    assert changed["metrics/headline.json"]["n_seeds"] == {"old": 1, "new": 2, "diff": 1}
     commit(repo, "second seed")
 
 
@@ -180,9 +179,11 @@ def test_mlp_change_reruns_only_mlp_work(repo: Path) -> None:
     update_params(repo / "params.yaml", {"mlp": {"hidden": [24, 16]}})
     ran = repro(repo)
     assert ran == run_stages(["mlp"], seeds) | {"aggregate", "plots"}
-    changed = json.loads(run([*DVC, "metrics", "diff", "--json"], repo).stdout)["metrics/study.json"]
-    assert changed["variants.mlp.n_parameters.mean"]["new"] == 784 * 24 + 24 + 24 * 16 + 16 + 16 * 10 + 10
-    assert not [key for key in changed if key.startswith("variants.cnn.")]
+    n_parameters = study(repo)["variants"]["mlp"]["n_parameters"]["interval"]["mean"]
+    assert n_parameters == 784 * 24 + 24 + 24 * 16 + 16 + 16 * 10 + 10
+    changed = json.loads(run([*DVC, "metrics", "diff", "--json"], repo).stdout)["metrics/headline.json"]
+    assert [key for key in changed if key.startswith("by_variant.mlp.")]
+    assert not [key for key in changed if key.startswith("by_variant.cnn.")]
     commit(repo, "narrower mlp")
 
 

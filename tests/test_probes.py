@@ -13,10 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import fitted, learnable_split, probe_data_from
-from landscape import probes as probes_module
-from landscape.curvature_probe import curvature_probe
-from landscape.data import ProbeData, Split
-from landscape.directions import (
+from landscape.probes import sweeps as probes_module
+from landscape.probes.directions import (
     filter_normalized_direction,
     gaussian_like,
     noise_delta,
@@ -24,24 +22,33 @@ from landscape.directions import (
     stream_seed,
     weight_names,
 )
-from landscape.evaluate import evaluate
-from landscape.models import CNN, MLP, build_model
-from landscape.params import CurvatureParams, ModelConfig, RobustnessParams, Samples, SliceParams
-from landscape.perturb import recalibrate_batch_norm, restored
-from landscape.probes import alpha_grid, noise_curve, robustness_probe, slice_probe
-from landscape.results import RobustnessSummary, SliceSummary, Spread, drop_key, number_key
-from landscape.serialize import from_json, to_json
-from landscape.stats import interpolate_crossing
-from landscape.summary import basin_width, fit_quadratic, mean_std
-from landscape.surfaces import path_probe, surface_probe
+from landscape.probes.evaluation import evaluate
+from landscape.probes.perturb import recalibrate_batch_norm, restored
+from landscape.probes.summary import basin_width, fit_quadratic, interpolate_crossing, mean_std
+from landscape.probes.sweeps import alpha_grid
+from landscape.study.data import ProbeData, Split
+from landscape.study.models import CNN, MLP, build_model
+from landscape.study.params import (
+    CurvatureParams,
+    ModelConfig,
+    PathParams,
+    ProbeParams,
+    RobustnessParams,
+    Samples,
+    SliceParams,
+)
+from landscape.study.results import RobustnessSummary, SliceSummary, Spread, drop_key, number_key
+from landscape.study.serialize import from_json, to_json
+from landscape.study.summaries.curvature import curvature_probe
+from landscape.study.summaries.path import path_probe
+from landscape.study.summaries.robustness import noise_curve, robustness_probe
+from landscape.study.summaries.slices import slice_probe, surface_probe
 
 MODES = ["absolute", "relative", "filter"]
 BN_MODES = ["frozen", "recalibrated"]
 VARIANT = "tiny"
 UNUSED = Samples(train=0, val=0, bn=1)  # the probes take their data directly; the subset sizes are the stage's
-ROBUSTNESS = RobustnessParams(
-    sigmas=[0.0, 0.05, 0.5], trials=2, modes=MODES, drops=[0.05], moderate_sigma={"filter": 0.05}, samples=UNUSED
-)
+ROBUSTNESS = RobustnessParams(sigmas=[0.0, 0.05, 0.5], trials=2, modes=MODES, drops=[0.05], samples=UNUSED)
 SLICE = SliceParams(
     directions=2,
     points=5,
@@ -57,6 +64,7 @@ SLICE = SliceParams(
 CURVATURE = CurvatureParams(
     top_k=2, lanczos_iterations=4, hutchinson_samples=2, flatness_samples=2, layer_directions=1, samples=UNUSED
 )
+PATH = PathParams(points=3, margin=0.5, samples=UNUSED)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -122,41 +130,34 @@ def unperturbed(model: nn.Module, data: ProbeData) -> dict:
     return {name: evaluate(model, split, data.batch_size) for name, split in data.splits.items()}
 
 
-def seeds(probe: str, train_seed: int, n: int) -> list[int]:
-    return [stream_seed(probe, VARIANT, train_seed, k) for k in range(n)]
-
-
 def run_robustness(
     model: nn.Module, data: ProbeData, train_seed: int = 0, bn_modes=BN_MODES, parameters="weights", settings=None
 ):
-    settings = settings or ROBUSTNESS
-    s = seeds("robustness", train_seed, settings.trials)
-    return robustness_probe(model, data, settings, parameters, list(bn_modes), s, VARIANT, train_seed)
+    probes = ProbeParams(parameters=parameters, bn=list(bn_modes))
+    return robustness_probe(model, data, settings or ROBUSTNESS, probes, VARIANT, train_seed)
 
 
 def run_slice(
     model: nn.Module, data: ProbeData, train_seed: int = 0, bn_modes=("frozen",), parameters="weights", settings=None
 ):
-    settings = settings or SLICE
-    s = seeds("slice", train_seed, settings.directions)
-    return slice_probe(model, data, settings, parameters, list(bn_modes), s, VARIANT, train_seed)
+    probes = ProbeParams(parameters=parameters, bn=list(bn_modes))
+    return slice_probe(model, data, settings or SLICE, probes, VARIANT, train_seed)
 
 
 def run_surface(model: nn.Module, data: ProbeData, train_seed: int = 0):
-    return surface_probe(model, data, 3, 1.0, "filter", "weights", seeds("surface", train_seed, 2)), None
+    return surface_probe(model, data, SLICE, ProbeParams(parameters="weights", bn=["frozen"]), VARIANT, train_seed)
 
 
 def run_path(model: nn.Module, data: ProbeData, train_seed: int = 0):
     g = generator(50 + train_seed)
     initial = {n: p.detach() + 0.2 * torch.randn(p.shape, generator=g) for n, p in model.named_parameters()}
-    return path_probe(model, initial, data, 3, 0.5)[:2]
+    return path_probe(model, initial, data, PATH, VARIANT, train_seed)
 
 
 def run_curvature(model: nn.Module, data: ProbeData, train_seed: int = 0):
-    streams = {s: stream_seed(f"curvature/{s}", VARIANT, train_seed, 0) for s in ("lanczos", "hutchinson", "flatness")}
-    layer_seeds = seeds("curvature/layer", train_seed, 1)
+    probes = ProbeParams(parameters="weights", bn=["frozen"])
     split = data.splits["train"]
-    return [], curvature_probe(model, split, data.batch_size, CURVATURE, "weights", streams, layer_seeds, VARIANT)
+    return [], curvature_probe(model, split, data.batch_size, CURVATURE, probes, VARIANT, train_seed)
 
 
 PROBES = {
@@ -314,9 +315,9 @@ def test_probes_move_exactly_the_configured_set(data, monkeypatch, probe, parame
     moved: set[str] = set()
     real_evaluate = probes_module.evaluate
 
-    def spy(m, split, batch_size, keep_modes=False):
+    def spy(m, split, *args, **kwargs):
         moved.update(n for (n, p), p0 in zip(named, originals, strict=True) if not torch.equal(p, p0))
-        return real_evaluate(m, split, batch_size, keep_modes)
+        return real_evaluate(m, split, *args, **kwargs)
 
     monkeypatch.setattr(probes_module, "evaluate", spy)
     (run_robustness if probe == "robustness" else run_slice)(model, data, parameters=parameters, bn_modes=["frozen"])
@@ -552,7 +553,6 @@ def test_sigma_star_is_the_interpolated_crossing_of_the_mean_drops(learnable, na
         trials=3,
         modes=MODES,
         drops=[0.02, 0.1, 0.3],
-        moderate_sigma={"filter": 0.1},
         samples=UNUSED,
     )
     rows, summary = run_robustness(model, learnable, settings=settings)

@@ -2,7 +2,7 @@
 
 A factory fills every field of ``RunResults`` from a few levels (accuracy, gap, sigma*, curvature, ...), so each
 claim can be made to come out "agrees", "differs" or "inconclusive"; the report and every figure are then built
-from ``aggregate.study_json`` of those runs, as the plots stage builds them.
+from ``aggregate.study_summary`` of those runs, read back from its JSON, as the plots stage builds them.
 """
 
 from __future__ import annotations
@@ -16,15 +16,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, run_command
-from landscape import measures as M
-from landscape.aggregate import MODEL_A, MODEL_B, Claim, Estimate, study_json
 from landscape.errors import StudyError
-from landscape.params import Params, VariantParams, load_params
-from landscape.plotting import FIGURES, write_figures
-from landscape.report import build_report, check_claims, study_claims
-from landscape.results import (
+from landscape.report import measures as M
+from landscape.report.aggregate import (
+    MODEL_A,
+    MODEL_B,
+    ClaimSpec,
+    claim_specs,
+    claims,
+    headline,
+    judge,
+    loss_area,
+    moderate_sigma,
+    study_summary,
+)
+from landscape.report.plotting import FIGURES, write_figures
+from landscape.report.report import build_report
+from landscape.report.schema import STUDY_JSON, Claim, Estimate, Headline, StudySummary, val_loss_area
+from landscape.report.stats import FACTORS, VERDICT_RULE, mean_ci
+from landscape.report.study_data import StudyData, load_study
+from landscape.study.params import Params, VariantParams, load_params
+from landscape.study.results import (
     TRAIN_MODES,
     Censored,
     CurvatureSummary,
@@ -44,10 +59,8 @@ from landscape.results import (
     number_key,
     run_measures,
 )
-from landscape.serialize import to_json
-from landscape.stage import RunPaths
-from landscape.stats import VERDICT_RULE, Interval
-from landscape.study_data import StudyData, load_study
+from landscape.study.serialize import from_json, to_json
+from landscape.study.stage import RunPaths
 
 FACTORIAL = {
     "mlp": VariantParams(False, False, False),
@@ -77,11 +90,11 @@ class Levels:
     val_acc: float = 0.88
     gap: float = 0.02
     gap_running: float = 0.01
-    acc_moderate: float = 0.85  # accuracy at each mode's moderate sigma
+    acc_moderate: float = 0.85  # accuracy at each mode's REFERENCE_SIGMA (the noise curve's knee)
     sigma_star: float = 0.05
     censored: bool = False
     curvature: float = 1.0
-    epochs: float = 5.0
+    epochs: float = 5.0  # epochs to target; the validation-loss area over epochs 1-2 is 0.35 + 0.0075 * epochs
 
     def plus(self, k: float, scale: Levels) -> Levels:
         """Each numeric field moved by k times the same field of ``scale``."""
@@ -97,6 +110,9 @@ class Levels:
 
 NO_NOISE = Levels(0, 0, 0, 0, 0, False, 0, 0)
 SEED_OFFSETS = (-1.0, 0.0, 1.0)
+# Where each mode's synthetic accuracy curve leaves val_acc: below it the drop is 0, at it val_acc - acc_moderate. So
+# for Model A (Levels(): a 3 pp drop there) the moderate-noise rule (1 pp) picks exactly these sigmas.
+REFERENCE_SIGMA = {"absolute": 0.01, "filter": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +146,7 @@ def train_summary(v: str, seed: int, lv: Levels) -> TrainSummary:
 
 
 def noise_curve(mode: str, bn: str, lv: Levels, params: Params) -> NoiseCurve:
-    moderate = params.robustness.moderate_sigma.get(mode, 0.01)
+    moderate = REFERENCE_SIGMA[mode]
     points = {}
     for s in params.robustness.sigmas:
         acc = lv.val_acc if s == 0 else min(lv.val_acc, lv.acc_moderate - 0.1 * math.log10(s / moderate))
@@ -210,7 +226,7 @@ def history_frame(seed: int, lv: Levels) -> pd.DataFrame:
             "train_acc": acc + lv.gap,
             "train_loss_running": 0.4,
             "train_acc_running": acc,
-            "val_loss": 0.35,
+            "val_loss": 0.35 + 0.01 * lv.epochs / epochs,
             "val_acc": acc,
             "gap": lv.gap,
             "seed": seed,
@@ -248,8 +264,9 @@ def path_frame(seed: int) -> pd.DataFrame:
     )
 
 
-def make_frames(seeds: list[int], lv: Levels) -> dict[str, pd.DataFrame]:
-    """Long CSV rows of every seed, shaped like history.csv, slice.csv, path.csv and surface.csv (first seed)."""
+def make_frames(seeds: list[int], lv: Levels, per_seed: list[Levels]) -> dict[str, pd.DataFrame]:
+    """Long CSV rows of every seed, shaped like history.csv (from each seed's ``per_seed`` levels), slice.csv,
+    path.csv and surface.csv (first seed)."""
     a, b = np.meshgrid(np.linspace(-1, 1, 11), np.linspace(-1, 1, 11))
     surface = pd.DataFrame(
         {
@@ -262,7 +279,7 @@ def make_frames(seeds: list[int], lv: Levels) -> dict[str, pd.DataFrame]:
         }
     )
     return {
-        "history": pd.concat(history_frame(s, lv) for s in seeds),
+        "history": pd.concat(history_frame(s, x) for s, x in zip(seeds, per_seed, strict=True)),
         "slices": pd.concat(slice_frame(s, lv) for s in seeds),
         "paths": pd.concat(path_frame(s) for s in seeds),
         "surface": surface,
@@ -273,29 +290,28 @@ def make_study(params: Params, levels: dict[str, Levels], seeds: list[int], nois
     """(runs, StudyData) for the variants of ``levels``; seed k adds SEED_OFFSETS[k] times ``noise[variant]``."""
     noise = noise or {}
     variants = list(levels)
-    runs = {
-        (v, s): make_run(v, s, levels[v].plus(SEED_OFFSETS[i], noise.get(v, NO_NOISE)), params)
-        for v in variants
-        for i, s in enumerate(seeds)
-    }
+    per_seed = {v: [levels[v].plus(SEED_OFFSETS[i], noise.get(v, NO_NOISE)) for i in range(len(seeds))] for v in levels}
+    runs = {(v, s): make_run(v, s, per_seed[v][i], params) for v in variants for i, s in enumerate(seeds)}
     factorial = {v: FACTORIAL[v] for v in variants}
-    raw = study_json(
+    frames = {v: make_frames(seeds, levels[v], per_seed[v]) for v in variants}
+    summary = study_summary(
         runs,
+        {v: f["history"] for v, f in frames.items()},
         variants,
         seeds,
         factorial,
-        params.robustness.moderate_sigma,
+        params.claim_rules,
         min(params.robustness.drops),
         params.robustness.modes,
     )
-    frames = {v: make_frames(seeds, levels[v]) for v in variants}
+    raw = to_json(summary)
     data = StudyData(
         variants=variants,
         seeds=seeds,
         factorial=factorial,
         train_eval_size=10000,
         runs=runs,
-        study=M.StudyView.from_json(json.loads(json.dumps(raw))),
+        study=from_json(StudySummary, json.loads(json.dumps(raw))),
         history={v: f["history"] for v, f in frames.items()},
         slices={v: f["slices"] for v, f in frames.items()},
         paths={v: f["paths"] for v, f in frames.items()},
@@ -313,7 +329,7 @@ SCENARIOS = {
     ),
     "differs": (
         A,
-        Levels(0.85, 0.05, 0.03, 0.85, 0.03, False, 2.0, 7.0),
+        Levels(0.85, 0.05, 0.03, 0.80, 0.03, False, 2.0, 7.0),
         Levels(0.002, 0.002, 0.002, 0.002, 0.002, False, 0.02, 0.0),
     ),
     "inconclusive": (
@@ -331,7 +347,12 @@ def ab_study(params: Params, scenario: str, seeds=(0, 1, 2), b_censored: bool = 
 
 
 def verdicts(raw: dict) -> dict[str, str]:
-    return {k: c["verdict"] for k, c in raw["claims"].items()}
+    return {c["key"]: c["verdict"] for c in raw["claims"]}
+
+
+def claim_json(raw: dict, key: str) -> dict:
+    (found,) = [c for c in raw["claims"] if c["key"] == key]
+    return found
 
 
 def claim_row(report: str, claim: Claim) -> str:
@@ -343,12 +364,12 @@ def claim_row(report: str, claim: Claim) -> str:
 def test_every_claim_can_take_every_verdict(params: Params, scenario: str) -> None:
     raw, data = ab_study(params, scenario)
     assert set(verdicts(raw).values()) == {scenario}, verdicts(raw)
-    assert len(raw["claims"]) == 11
+    assert len(raw["claims"]) == 13
     report = build_report(data, params)
-    for claim in study_claims(data, params):
+    for claim in data.study.claims:
         assert claim_row(report, claim).endswith(f"**{scenario}** |")
     assert VERDICT_RULE in report
-    assert "no correction for multiplicity" in report
+    assert "Holm-adjusted over the family of 13 claims" in report
 
 
 def test_censored_sigma_star_makes_noise_claims_inconclusive(params: Params) -> None:
@@ -356,8 +377,12 @@ def test_censored_sigma_star_makes_noise_claims_inconclusive(params: Params) -> 
     v = verdicts(raw)
     assert v["noise_tolerant_filter"] == v["noise_tolerant_absolute"] == "inconclusive"
     assert v["val_acc"] == v["a_steeper"] == "agrees"
+    tolerant = claim_json(raw, "noise_tolerant_filter")
+    assert tolerant["p"] is tolerant["p_adjusted"] is None  # a bound is no test
+    assert tolerant["estimate"]["interval"]["ci_low"] is None and tolerant["estimate"]["bound"] == 1
     report = build_report(data, params)
-    assert "censored value(s): no valid estimate" in report
+    row = claim_row(report, next(c for c in data.study.claims if c.key == "noise_tolerant_filter"))
+    assert "| >= " in row and "(3 censored values): a bound, no test | n/a | n/a |" in row  # B's sigma* >= its value
     assert "(3 of 3 censored)" in report  # B's own sigma* in the results table is a lower bound
 
 
@@ -366,7 +391,8 @@ def test_equal_models_and_zero_gap_are_inconclusive_without_crash(params: Params
     raw, data = make_study(params, {MODEL_A: same, MODEL_B: same}, [0, 1, 2])
     assert set(verdicts(raw).values()) == {"inconclusive"}
     for key in ("val_acc", "gap_smaller", "a_steeper"):
-        assert raw["claims"][key]["mean"] == raw["claims"][key]["ci_low"] == raw["claims"][key]["ci_high"] == 0.0
+        interval = claim_json(raw, key)["estimate"]["interval"]
+        assert interval["mean"] == interval["ci_low"] == interval["ci_high"] == 0.0
     report = build_report(data, params)
     assert "+0.00 pp [+0.00, +0.00]" in report
 
@@ -374,7 +400,7 @@ def test_equal_models_and_zero_gap_are_inconclusive_without_crash(params: Params
 def test_one_seed_gives_no_interval_and_inconclusive_verdicts(params: Params, tmp_path) -> None:
     raw, data = ab_study(params, "agrees", seeds=(0,))
     assert set(verdicts(raw).values()) == {"inconclusive"}
-    assert "effects" not in raw
+    assert raw["effects"] == {}
     report = build_report(data, params)
     assert "n = 1, no CI" in report
     assert "factorial effects need all 8 variants" in report
@@ -386,9 +412,10 @@ def test_one_seed_gives_no_interval_and_inconclusive_verdicts(params: Params, tm
 NOISE_WEIGHTS = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1.5, -1.5)  # per variant, so the per-seed contrasts vary
 
 
-def full_factorial(params: Params) -> tuple[dict, StudyData]:
+def full_factorial(params: Params, scale: float = 0.003, **changes: dict) -> tuple[dict, StudyData]:
     """8 variants x 3 seeds: conv raises accuracy by 3 pp, BN lowers curvature, dropout lowers the gap; BN's
-    +0.2 pp on accuracy is within its seed noise."""
+    +0.2 pp on accuracy is within its seed noise (of size ``scale``). ``changes``: variant -> Levels fields to
+    replace."""
     levels, noise = {}, {}
     for (v, f), weight in zip(FACTORIAL.items(), NOISE_WEIGHTS, strict=True):
         levels[v] = Levels(
@@ -400,7 +427,8 @@ def full_factorial(params: Params) -> tuple[dict, StudyData]:
             curvature=2.0 - 0.8 * f.bn,
             epochs=5 - f.conv,
         )
-        noise[v] = NO_NOISE.plus(weight, Levels(0.003, 0.003, 0.003, 0.003, 0.003, False, 0.05, 0.0))
+        levels[v] = dataclasses.replace(levels[v], **changes.get(v, {}))
+        noise[v] = NO_NOISE.plus(weight, Levels(scale, scale, scale, scale, scale, False, 0.05, 0.0))
     return make_study(params, levels, [0, 1, 2], noise)
 
 
@@ -410,14 +438,137 @@ def test_factorial_report_answers_the_questions_from_the_effects(params: Params,
     report = build_report(data, params)
     assert "+conv changes validation accuracy by +3.00 pp" in report
     assert "+dropout changes the gap by -2.00 pp" in report
-    assert "+BN changes the exact slice curvature d^T H d by -0.8" in report
+    assert "+BN changes the local slice curvature d^T H d (one activation pattern) by -0.8" in report
     conv_val = next(line for line in report.splitlines() if line.startswith("- +conv changes validation accuracy"))
-    assert "an increase (the CI excludes 0)" in conv_val
+    assert "an increase (p < 0.001, Holm-adjusted < 0.001)" in conv_val
     bn_val = next(line for line in report.splitlines() if line.startswith("- +BN changes validation accuracy"))
-    assert "inconclusive (the CI includes 0" in bn_val
-    assert "**confirmed**" in report  # slice curvature = 30 c / fan-in: smaller fan-in, larger curvature
+    assert "inconclusive (p = " in bn_val and "seeds for 80 % power at this mean and spread" in bn_val
+    assert "**exploratory**" in report
+    assert "**consistent with the fan-in explanation" in report  # slice curvature 30 c / fan-in: smaller, steeper
     written = write_figures(data, tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in FIGURES)
+
+
+def test_opposite_simple_effects_replace_the_main_effect(params: Params) -> None:
+    """BN lowers accuracy by 1 pp in the MLPs and raises it by 1 pp in the CNNs: its main effect (0) averages them,
+    the conv x BN interaction is (+1 - (-1)) / 2 = +1 pp, and the report gives the simple effects instead."""
+    bn = {"mlp_bn": 0.86, "mlp_bn_dropout": 0.86, "cnn_nodropout": 0.91, "cnn": 0.91}  # without BN: 0.87, 0.90
+    raw, data = full_factorial(params, scale=0.001, **{v: {"val_acc": acc} for v, acc in bn.items()})
+    assert raw["effects"][M.VAL_ACC]["bn"]["estimate"]["interval"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert raw["effects"][M.VAL_ACC]["conv:bn"]["estimate"]["interval"]["mean"] == pytest.approx(0.01)
+    simple = {(e["factor"], tuple(e["within"].items())): e for e in raw["simple_effects"][M.VAL_ACC]["conv:bn"]}
+    assert simple[("bn", (("conv", False),))]["estimate"]["interval"]["mean"] == pytest.approx(-0.01)
+    assert simple[("bn", (("conv", True),))]["estimate"]["interval"]["mean"] == pytest.approx(0.01)
+    assert simple[("conv", (("bn", True),))]["estimate"]["interval"]["mean"] == pytest.approx(0.05)  # 0.91 - 0.86
+    lines = build_report(data, params).split("## 5.")[1].split("## 6.")[0].splitlines()
+    (bn_line,) = [line for line in lines if line.startswith("- +BN") and "validation accuracy" in line]
+    assert "opposite signs" in bn_line and "no main effect is stated" in bn_line
+    assert "within MLPs -1.00 pp [" in bn_line and "within CNNs +1.00 pp [" in bn_line
+    (conv_line,) = [line for line in lines if line.startswith("- +conv changes validation accuracy")]
+    assert "by +4.00 pp [" in conv_line and "without BN +3.00 pp [" in conv_line and "with BN +5.00 pp [" in conv_line
+    assert any(line.startswith("- The conv x BN interaction on validation accuracy is +1.00 pp [") for line in lines)
+
+
+def test_a_censored_effect_is_a_bound_with_no_ci(params: Params) -> None:
+    """sigma* censored in mlp_dropout (conv off, BN off, dropout on) and mlp_bn_dropout (BN on): dropout's contrast
+    takes both with weight +1/4 (a lower bound), conv's with -1/4 (an upper bound), BN's with both signs (none)."""
+    raw, data = full_factorial(params, mlp_dropout={"censored": True}, mlp_bn_dropout={"censored": True})
+    star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
+    found = raw["effects"][star]
+    assert {t: found[t]["estimate"]["bound"] for t in FACTORS} == {"conv": -1, "bn": 0, "dropout": 1}
+    for term, effect in found.items():
+        interval = effect["estimate"]["interval"]
+        assert interval["ci_low"] is interval["ci_high"] is interval["std"] is None, term
+        assert effect["p"] is effect["p_adjusted"] is None and effect["estimate"]["censored"] == 6, term
+    assert star not in raw["simple_effects"]
+    assert to_json(headline(data.study, data.runs[("mlp", 0)]))["effects"][star] == dict.fromkeys(FACTORS)
+    report = build_report(data, params)
+    what = "sigma* (filter noise, BN frozen, 1 pp drop)"
+    assert f"- +dropout changes {what} by >= " in report and f"- +conv changes {what} by <= " in report
+    assert f"- +BN changes {what} by no bound (6 censored values, entering with both signs)" in report
+    assert "(6 censored values): inconclusive (a bound: censored values enter it)." in report
+    assert "- +dropout changes the gap by -2.00 pp [" in report  # an uncensored measure keeps its CI
+
+
+def test_judge_decides_at_the_holm_adjusted_p() -> None:
+    """Four claims with t = 7, 14, 1 and -1 on 3 seeds (df 2, p = 1 - t / sqrt(2 + t^2)): t = 7 has raw p 0.0198
+    (its CI excludes 0) but Holm's 3 x 0.0198 = 0.059: inconclusive. t = 14: 4 x 0.00506 = 0.020, agrees."""
+    r3 = math.sqrt(3)
+    values = {"x": 7.0, "y": 14.0, "z": 1.0, "w": -1.0}
+    specs = [ClaimSpec(k, f"claim {k}", "m", "B - A > 0", 1) for k in values]
+    estimates = [Estimate(mean_ci([t - r3, t, t + r3]), 0) for t in values.values()]
+    p = {k: 1 - abs(t) / math.sqrt(2 + t * t) for k, t in values.items()}
+    judged = {c.key: c for c in judge(specs, estimates)}
+    assert {k: c.p for k, c in judged.items()} == pytest.approx(p, abs=1e-12)
+    want = {"y": 4 * p["y"], "x": 3 * p["x"], "z": 2 * p["z"], "w": 2 * p["z"]}  # sorted y, x, z, w; monotone
+    assert {k: c.p_adjusted for k, c in judged.items()} == pytest.approx(want, abs=1e-12)
+    assert judged["x"].p < 0.05 < judged["x"].p_adjusted and judged["x"].estimate.interval.ci_low > 0
+    assert {k: c.verdict for k, c in judged.items()} == {
+        "x": "inconclusive",
+        "y": "agrees",
+        "z": "inconclusive",
+        "w": "inconclusive",
+    }
+    untested = Estimate(mean_ci([1.0, 2.0, 3.0]), 1)  # a censored value: no test, but one more in the family
+    five = {c.key: c for c in judge([*specs, ClaimSpec("v", "claim v", "m", "B - A > 0", 1)], [*estimates, untested])}
+    assert five["y"].p_adjusted == pytest.approx(5 * p["y"]) and five["x"].p_adjusted == pytest.approx(4 * p["x"])
+    assert math.isnan(five["v"].p) and math.isnan(five["v"].p_adjusted) and five["v"].verdict == "inconclusive"
+
+
+def test_a_claim_decided_raw_and_undecided_adjusted_is_reported_as_borderline(params: Params) -> None:
+    """B's accuracy 3 pp above A's with a per-seed spread that gives t = 7 (raw p 0.0198): the CI excludes 0, but
+    Holm over the 13 claims leaves it inconclusive; the report shows both p-values and lists it as borderline."""
+    a, b, noise = SCENARIOS["agrees"]
+    spread = 0.03 * math.sqrt(3) / 7
+    raw, data = make_study(
+        params, {MODEL_A: a, MODEL_B: b}, [0, 1, 2], {MODEL_B: dataclasses.replace(noise, val_acc=spread)}
+    )
+    claim = next(c for c in data.study.claims if c.key == "val_acc")
+    assert claim.p == pytest.approx(1 - 7 / math.sqrt(51), abs=1e-9)
+    assert claim.estimate.interval.ci_low > 0 and claim.p_adjusted > 0.05 and claim.verdict == "inconclusive"
+    report = build_report(data, params)
+    assert claim_row(report, claim).endswith(f"| 0.020 | {claim.p_adjusted:.3f} | **inconclusive** |")
+    (line,) = [line for line in report.splitlines() if line.startswith("**Borderline verdicts**")]
+    assert f"{claim.text} (inconclusive, adjusted p = {claim.p_adjusted:.3f})" in line
+
+
+def test_moderate_noise_is_where_the_reference_drops_by_the_rule(params: Params) -> None:
+    """Model A's synthetic curve drops 0 below REFERENCE_SIGMA and val_acc - acc_moderate there: at 3 pp the rule
+    (1 pp) picks REFERENCE_SIGMA; at 0 pp there, the next grid sigma (2x: a drop of 0.1 log10 2 = 3 pp); never
+    where the curve never drops."""
+    grid = params.robustness.sigmas
+    for acc_moderate, want in ((0.85, REFERENCE_SIGMA), (0.88, {m: 2 * s for m, s in REFERENCE_SIGMA.items()})):
+        runs = [make_run(MODEL_A, s, Levels(acc_moderate=acc_moderate), params) for s in (0, 1, 2)]
+        for mode, sigma in want.items():
+            assert sigma in grid and moderate_sigma(runs, mode, 0.01) == sigma
+    flat = [make_run(MODEL_A, s, Levels(acc_moderate=1.2), params) for s in (0, 1)]
+    assert moderate_sigma(flat, "filter", 0.01) is None
+    raw, data = make_study(params, {MODEL_A: Levels(acc_moderate=1.2), MODEL_B: SCENARIOS["agrees"][1]}, [0, 1, 2])
+    for key in ("above_90_filter", "drop_smaller_filter"):
+        c = claim_json(raw, key)
+        assert c["measure"] == "" and c["p"] is None and c["verdict"] == "inconclusive"
+        assert "no grid sigma: `mlp`'s mean drop never reaches 1 pp" in c["text"]
+    report = build_report(data, params)
+    assert "no measure (see the claim) | n/a | n/a | **inconclusive** |" in report
+
+
+def test_the_speed_claim_is_the_validation_loss_area() -> None:
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.5, 0.3, 0.2]})
+    assert loss_area(history, 2) == pytest.approx(0.4)  # (0.5 + 0.3) / 2
+    assert loss_area(history, 3) == pytest.approx(0.65)  # 0.4 + (0.3 + 0.2) / 2
+    with pytest.raises(ValueError, match=r"epoch\(s\) \[4\]"):
+        loss_area(history, 4)
+    assert val_loss_area(2) == "val_loss_area_epochs_1_2"
+
+
+def test_the_speed_claim_follows_the_early_loss(params: Params) -> None:
+    raw, data = ab_study(params, "agrees")  # the area is 0.35 + 0.0075 * epochs: A 5, B 3 epochs
+    c = claim_json(raw, "b_faster")
+    assert c["measure"] == val_loss_area(params.claim_rules.early_epochs) and c["verdict"] == "agrees"
+    assert c["estimate"]["interval"]["mean"] == pytest.approx(0.0075 * (3 - 5))
+    report = build_report(data, params)
+    assert "**What 'trains faster' measures.**" in report and "Its resolution is one epoch" in report
+    assert "| epochs to 88 % val acc |" in report.replace(" | val-loss area", " |")
 
 
 def test_negative_gap_is_traced_to_dropout(params: Params) -> None:
@@ -431,25 +582,90 @@ def test_negative_gap_is_traced_to_dropout(params: Params) -> None:
 
 def test_a_claim_at_sigma_zero_is_refused(params: Params) -> None:
     _, data = ab_study(params, "agrees")
-    est = Estimate(Interval(0.1, 0.01, 0.05, 0.15, 3), 0)
-    bad = Claim(
-        "above_90_at_0",
-        "B above 90 % without noise",
-        M.accuracy_at("filter", "frozen", 0.0),
-        "B > 0.9",
-        1,
-        est,
-        "agrees",
+    measures = {k: run_measures(r) for k, r in data.runs.items()}
+    with pytest.raises(ValueError, match="above_90_filter.*sigma = 0"):
+        claims(measures, data.seeds, {"filter": 0.0}, 0.01, ["filter"], params.claim_rules)
+
+
+def test_study_json_keeps_each_claims_text_and_rule(params: Params) -> None:
+    raw, data = ab_study(params, "differs")
+    text = json.dumps(raw, allow_nan=False)  # what the stage writes: no NaN, every value plain JSON
+    back = from_json(StudySummary, json.loads(text))
+    specs = claim_specs(REFERENCE_SIGMA, min(params.robustness.drops), params.robustness.modes, params.claim_rules)
+    assert [(c.key, c.text, c.rule, c.measure, c.sign, c.unit) for c in back.claims] == [
+        (s.key, s.text, s.rule, s.measure, s.sign, s.unit) for s in specs
+    ]
+    assert back.claims == data.study.claims and {c.verdict for c in back.claims} == {"differs"}
+    assert back.b_minus_a == data.study.b_minus_a and back.variants == data.study.variants
+
+
+def test_the_report_takes_the_claims_from_study_json(params: Params, tmp_path, monkeypatch) -> None:
+    """The plots stage judges no claim again: an edited verdict and text in study.json are what the report shows."""
+    raw, data = ab_study(params, "agrees", seeds=(0, 1))
+    edited = claim_json(raw, "val_acc")
+    edited["verdict"], edited["text"] = "differs", "B's accuracy, as study.json words it"
+    write_run_files(tmp_path, data, raw)
+    monkeypatch.chdir(tmp_path)
+    study_params = dataclasses.replace(
+        params, study=dataclasses.replace(params.study, variants=["mlp", "cnn"], seeds=[0, 1])
     )
-    with pytest.raises(ValueError, match="sigma = 0"):
-        check_claims([bad], data)
+    loaded = load_study(study_params)
+    assert loaded.study.claims[0].verdict == "differs"
+    report = build_report(loaded, study_params)
+    assert claim_row(report, loaded.study.claims[0]).endswith("**differs** |")
+    assert "| B's validation accuracy is higher than A's |" not in report
+    stored = [c["verdict"] for c in raw["claims"]]
+    assert f"Result: {stored.count('agrees')} agrees, {stored.count('differs')} differs," in report
 
 
-def test_stale_study_json_is_refused(params: Params) -> None:
-    _, data = ab_study(params, "agrees")
-    stale = dataclasses.replace(data, study=dataclasses.replace(data.study, verdicts={"val_acc": "differs"}))
-    with pytest.raises(StudyError, match="dvc repro"):
-        build_report(stale, params)
+def leaves(tree) -> list[tuple[str, ...]]:
+    """Every leaf's key path in a JSON tree (a list is one leaf, as DVC shows it)."""
+    if isinstance(tree, dict):
+        return [(k, *rest) for k, sub in tree.items() for rest in leaves(sub)]
+    return [()]
+
+
+def test_headline_is_small_and_names_no_params_section(params: Params) -> None:
+    raw, data = full_factorial(params)
+    head = headline(data.study, data.runs[("mlp", 0)])
+    tree = to_json(head)
+    paths = leaves(tree)
+    assert len(paths) <= 200, len(paths)
+    sections = set(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert not set(tree) & sections, set(tree) & sections  # DVC would show a metric and a param under one name
+    assert not [p for p in paths if any("." in k for k in p)]  # DVC joins the keys with dots
+    assert from_json(Headline, json.loads(json.dumps(tree, allow_nan=False))) == head
+    star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
+    assert tree["n_seeds"] == 3 and set(tree["by_variant"]) == set(FACTORIAL)
+    cnn = tree["by_variant"]["cnn"]
+    assert cnn[M.VAL_ACC] == pytest.approx(0.87 + 0.03 + 0.002)  # full_factorial's levels, seed noise 0
+    assert cnn[M.CURVATURE_EXACT] == pytest.approx(2.0 - 0.8)
+    assert tree["censored"]["cnn"] == {star: 0, M.EPOCHS_TO_TARGET: 0}
+    assert set(tree["effects"][M.VAL_ACC]) == set(FACTORS)
+    assert tree["effects"][M.VAL_ACC]["conv"] == pytest.approx(0.03)
+    assert tree["effects"][M.GAP]["dropout"] == pytest.approx(-0.02)
+    assert tree["effects"][M.EPOCHS_TO_TARGET]["conv"] == pytest.approx(-1.0)
+    assert [c["key"] for c in raw["claims"]] == list(tree["claims"])
+    for c in data.study.claims:
+        i = c.estimate.interval
+        want = {"estimate": i.mean, "ci_low": i.ci_low, "ci_high": i.ci_high, "verdict": c.verdict}
+        assert tree["claims"][c.key] == to_json(want | {"p": c.p, "p_adjusted": c.p_adjusted})
+
+
+def test_a_censored_claim_has_no_estimate_in_the_headline(params: Params) -> None:
+    _, data = ab_study(params, "agrees", b_censored=True)
+    tree = to_json(headline(data.study, data.runs[("mlp", 0)]))
+    star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
+    assert tree["claims"]["noise_tolerant_filter"] == {
+        "estimate": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p": None,
+        "p_adjusted": None,
+        "verdict": "inconclusive",
+    }
+    assert tree["censored"]["cnn"][star] == 3 and tree["censored"]["mlp"][star] == 0
+    assert tree["effects"] == {}  # two variants are no factorial
 
 
 def test_measure_names_match_run_measures(params: Params) -> None:
@@ -486,7 +702,7 @@ def write_run_files(root, data: StudyData, raw: dict) -> None:
             ("surface", data.surfaces[v]),
         ):
             frame[frame["seed"] == s].drop(columns="seed").to_csv(root / paths.plot(probe), index=False)
-    (root / "metrics" / "study.json").write_text(json.dumps(raw))
+    (root / STUDY_JSON).write_text(json.dumps(raw))
 
 
 def test_load_study_reads_what_the_pipeline_writes_and_names_a_missing_file(params: Params, tmp_path, monkeypatch):
@@ -517,3 +733,179 @@ def test_plots_stage_imports_no_torch() -> None:
         "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad"
     )
     run_command([sys.executable, "-c", code], REPO, timeout=60)
+
+
+# --- Curvature named for what it is: the local Hessian beside the finite-step curvature (report.finite_step) ---
+
+
+def quartic_slice(alphas: np.ndarray, a: float, b: float, directions: int = 2) -> pd.DataFrame:
+    """Rows of one run's curve L = 0.3 + 0.2 alpha + a (1 + d) alpha^2 + b alpha^4 per direction d."""
+    return pd.concat(
+        pd.DataFrame(
+            {"direction": d, "alpha": alphas, "loss": 0.3 + 0.2 * alphas + a * (1 + d) * alphas**2 + b * alphas**4}
+        )
+        for d in range(directions)
+    )
+
+
+def test_finite_step_curvature_is_the_central_second_difference_at_each_step() -> None:
+    from landscape.report.finite_step import finite_step_alphas, finite_step_curvature
+
+    grid = np.linspace(-1, 1, 17)
+    assert finite_step_alphas(grid) == pytest.approx([0.125, 0.25, 0.5])
+    assert finite_step_alphas(np.linspace(-1, 1, 21)) == pytest.approx([0.1, 0.2, 0.4])
+    assert finite_step_alphas(np.linspace(-1, 1, 5)) == pytest.approx([0.5, 1.0])  # 4 steps leave the grid
+    rows = quartic_slice(grid, a=0.7, b=3.0)
+    for alpha in (0.125, 0.25, 0.5):
+        # (L(a) + L(-a) - 2 L(0)) / a^2 = 2 a_d + 2 b alpha^2: the odd term cancels, the quartic shows at larger steps
+        expected = [2 * 0.7 * (1 + d) + 2 * 3.0 * alpha**2 for d in range(2)]
+        assert finite_step_curvature(rows, alpha) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="no alpha = 0.3"):
+        finite_step_curvature(rows, 0.3)
+
+
+def test_report_sets_the_local_dhd_beside_the_finite_step_curvature(params: Params) -> None:
+    from landscape.report import finite_step as F
+
+    _, data = full_factorial(params)
+    assert F.study_alphas(data) == pytest.approx([0.1, 0.2, 0.4]) and F.steepness_alpha(data) == pytest.approx(0.1)
+    # the synthetic slices are parabolas: kappa = c (1 + 0.1 d + 0.01 seed) at every step, c the variant's level
+    c = 2.0  # mlp
+    for alpha in (0.1, 0.4):
+        assert F.variant_kappa(data, "mlp", alpha).mean == pytest.approx(c * 1.11)
+    ratios = [data.runs[("mlp", s)].slice.curvature_exact.mean / (c * (1.1 + 0.01 * s)) for s in data.seeds]
+    assert F.local_to_finite(data, "mlp", 0.1).mean == pytest.approx(np.mean(ratios))
+    assert F.directions_below(data, "mlp", 0.1) == (9, 9)  # 0.9, 1, 1.1 times c_seed against c (1, 1.1, 1.2)
+    report = build_report(data, params)
+    curvature = report.split("## 6.")[1].split("## 7.")[0]
+    assert "| variant | local d^T H d | kappa(0.1) | kappa(0.2) | kappa(0.4) |" in curvature
+    assert "**For how steep the slice is, read kappa(0.1)**" in curvature
+    assert "local Hessian (one activation pattern)" in curvature
+    mine = report.split("## 6.")[1].split("## 9.")[0]
+    assert "exact d^T H d" not in mine and "exact slice curvature" not in mine and "exact curvature" not in mine
+
+
+def test_estimator_noise_sets_each_runs_se_beside_the_between_seed_sd(params: Params) -> None:
+    from landscape.report.estimator_noise import noise_rows, within_run_share
+    from landscape.report.format import PLAIN
+
+    assert within_run_share([0.1, 0.1, 0.1], 0.1) == pytest.approx(1.0)
+    assert math.isnan(within_run_share([0.1], 0.0))
+    _, data = full_factorial(params)
+    rows, shares = noise_rows(data, 0.1)
+    mlp = rows[data.variants.index("mlp")]
+    levels = [2.0 - 0.05, 2.0, 2.0 + 0.05]  # mlp's curvature level per seed (noise weight 1)
+    # d^T H d: spread(c) has std 0.1 c over n = 3 directions; the run means c move by 0.05 per seed
+    assert mlp[1] == ", ".join(PLAIN(0.1 * c / math.sqrt(3)) for c in levels)
+    assert mlp[2] == PLAIN(0.05)
+    # kappa over directions c (1, 1.1, 1.2) + 0.01 c seed: std 0.1 c; its run means c (1.1 + 0.01 seed): SD 0.02
+    assert mlp[3] == ", ".join([PLAIN(0.2 / math.sqrt(3))] * 3)
+    assert mlp[4] == PLAIN(0.02)
+    # trace: SE 5 in every run, trace = 100 c: SD 5
+    assert mlp[5] == "5, 5, 5" and mlp[6] == PLAIN(5.0)
+    assert shares["trace"][data.variants.index("mlp")] == pytest.approx(1.0)
+
+
+def test_lanczos_residuals_below_float32_rounding_are_not_shown_as_precise(params: Params) -> None:
+    from landscape.report.estimator_noise import FLOAT32_EPS, lanczos_rows, residual_text
+
+    assert FLOAT32_EPS == pytest.approx(1.1920929e-07)
+    assert residual_text(1e-19) == residual_text(FLOAT32_EPS) == "<= 1.2e-07 (rounding level)"
+    assert residual_text(2e-7) == "2.0e-07"
+    _, data = full_factorial(params)
+    run = data.runs[("mlp", 0)]
+    converged = dataclasses.replace(run.curvature, eigen_residuals=[1e-19, 3e-4])
+    runs = {**data.runs, ("mlp", 0): dataclasses.replace(run, curvature=converged)}
+    rows = lanczos_rows(dataclasses.replace(data, runs=runs))
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert rows[0][2:] == ["1.0e-02", "1 of 24"] and rows[1][2:] == ["5.0e-02", "0 of 24"]
+    report = build_report(data, params)
+    assert "| Ritz pair | value over runs | largest residual over runs | runs at rounding level |" in report
+
+
+def with_layer_curvature(data: StudyData, curvature) -> StudyData:
+    """``data`` with every per-layer slice curvature replaced by ``curvature(fan_in)`` (n = 2 directions)."""
+    runs = {}
+    for key, run in data.runs.items():
+        layers = [
+            dataclasses.replace(lay, slice_curvature=Spread(curvature(lay.fan_in), 0.0, 2))
+            for lay in run.curvature.layers
+        ]
+        runs[key] = dataclasses.replace(run, curvature=dataclasses.replace(run.curvature, layers=layers))
+    return dataclasses.replace(data, runs=runs)
+
+
+def test_fan_in_test_ranks_the_distinct_layers_and_never_confirms(params: Params) -> None:
+    from landscape.report.geometry import distinct_layers, fan_in_test
+
+    _, data = full_factorial(params)
+    rows = distinct_layers(data)
+    # slice curvature 30 c / fan-in, c averaging 1.6 over each family's variants and seeds; 3 directions x 12 runs
+    assert [(name, f) for name, f, _, _ in rows] == [
+        ("MLP tensor 1", 784), ("MLP tensor 2", 256), ("MLP tensor 3", 128),
+        ("CNN tensor 1", 9), ("CNN tensor 2", 288), ("CNN tensor 3", 3136), ("CNN tensor 4", 128),
+    ]  # fmt: skip
+    assert [c for _, _, c, _ in rows] == pytest.approx([48 / f for _, f, _, _ in rows])
+    assert {n for *_, n in rows} == {36}
+    text = fan_in_test(data)
+    # tau-b = -1 with fan-in 128 tied (and its curvature too): 2 of the 7! = 5040 orderings are as extreme
+    assert (
+        "Kendall's tau between fan-in and that mean: -1, one-sided permutation p = 0.0003968 (5,040 orderings" in text
+    )
+    assert "**consistent with the fan-in explanation" in text and "confirmed" not in text
+    assert "rests on only 3 filter-normalized directions" in text and "on 36 directions in all" in text
+    assert "position and type" in text
+    rising = fan_in_test(with_layer_curvature(data, lambda f: f / 100))
+    assert "**not evidence for the fan-in explanation" in rising
+    assert "rests on only 2 filter-normalized directions" in rising and "on 24 directions in all" in rising
+
+
+def test_path_reports_where_the_validation_loss_rises(params: Params) -> None:
+    from landscape.report.geometry import MONOTONIC_TOLERANCE, largest_rise, monotonic_count
+
+    t = np.linspace(0, 1.2, 13)
+    assert largest_rise(t, 0.2 + 0.4 * (t - 0.9) ** 2) == pytest.approx((0.004, 0.9, 1.0))
+    assert largest_rise(t, 2 - t) == pytest.approx((0.0, 0.0, 0.0))
+    _, data = full_factorial(params)
+    runs = dict(data.runs)
+    for key, rise in ((("mlp", 0), 0.004), (("cnn", 1), 0.5 * MONOTONIC_TOLERANCE)):
+        p = runs[key].path
+        runs[key] = dataclasses.replace(runs[key], path=dataclasses.replace(p, max_rise={**p.max_rise, "val": rise}))
+    frame = data.paths["mlp"].copy()
+    dip = (frame["seed"] == 0) & (frame["split"] == "val")
+    frame.loc[dip, "loss"] = 0.2 + 0.4 * (frame.loc[dip, "t"] - 0.9) ** 2
+    data = dataclasses.replace(data, runs=runs, paths={**data.paths, "mlp": frame})
+    assert monotonic_count(data, "val") == "23 of 24"  # the rise under the tolerance stays monotonic
+    section = build_report(data, params).split("## 7.")[1].split("## 8.")[0]
+    assert "The training-subset loss on the path is monotonic in 24 of 24 runs." in section
+    assert (
+        "The validation-subset loss on the path is monotonic in 23 of 24 runs; the others are `mlp` (1 of 3: from "
+        "its minimum at t = 0.90 it rises by 0.004 nats to t = 1.00)."
+    ) in section
+    assert f"never rises more than {MONOTONIC_TOLERANCE:g} nats above an earlier minimum" in section
+
+
+def test_correlations_take_the_variant_means_as_the_unit(params: Params) -> None:
+    from itertools import permutations
+
+    from landscape.report.format import PLAIN, SIGNED
+    from landscape.report.stats import kendall_tau
+
+    _, data = full_factorial(params, curvature={"cnn": 3.0})
+    section = build_report(data, params).split("## 8.")[1].split("## 9.")[0]
+    header = (
+        "| measure | tau over variant means | exact p | Holm p (8 measures) | tau within variants (residuals) | "
+        "p (permuted within variants) | tau, dropout off / on | p stratified by dropout | "
+        "secondary: tau over all runs [group bootstrap] | censored runs |"
+    )
+    assert header in section and "all 40,320 orderings" in section
+    # the local d^T H d row, recomputed here by brute force over every ordering of the gap means
+    x = [np.mean([data.runs[(v, s)].slice.curvature_exact.mean for s in data.seeds]) for v in data.variants]
+    y = [np.mean([data.runs[(v, s)].train.gap for s in data.seeds]) for v in data.variants]
+    tau = kendall_tau(x, y)
+    hits = sum(abs(kendall_tau(x, [y[i] for i in order])) >= abs(tau) - 1e-12 for order in permutations(range(8)))
+    (row,) = [line for line in section.splitlines() if line.startswith("| local d^T H d |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == f"{SIGNED(tau)}, n = 8" and cells[2] == PLAIN(hits / 40320)
+    assert cells[5].endswith("(random)")  # 3!^8 orderings within variants: seeded draws
+    assert "Secondary line" in section and "under-covers" in section

@@ -36,4 +36,4 @@ def test_only_the_download_module_opens_urls() -> None:
     users = {
         p.relative_to(REPO).as_posix() for p in SHIPPED if re.search(r"urlopen|requests\.|http\.client", p.read_text())
     }
-    assert users == {"src/landscape/fetch.py"}
+    assert users == {"src/landscape/study/fetch.py"}

@@ -1,4 +1,4 @@
-"""Tests of landscape.stats against independent answers (tables, hand counts, analytic curves)."""
+"""Tests of landscape.report.stats against independent answers (tables, hand counts, analytic curves)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,34 @@ from itertools import product
 import numpy as np
 import pytest
 
-from landscape.stats import (
+from landscape.probes.summary import interpolate_crossing
+from landscape.report.stats import (
     FACTORS,
+    TERMS,
     VERDICT_RULE,
     VERDICTS,
     Interval,
+    decision,
     factorial_effects,
-    first_reaching,
     holm,
-    interpolate_crossing,
+    holm_family,
+    incomplete_beta,
     kendall_tau,
     kendall_tau_group_bootstrap,
     mean_ci,
     paired_difference,
+    seeds_for_power,
+    simple_weights,
+    t_cdf,
+    t_quantile,
     t_quantile_975,
+    t_test_p,
+    t_two_sided_p,
+    term_weights,
     verdict,
 )
+from landscape.study.serialize import from_json, to_json
+from landscape.study.train import first_reaching
 
 # --- t quantiles -----------------------------------------------------------------------------------------
 
@@ -68,6 +80,108 @@ def test_t_quantile_rejects_bad_df(df):
         t_quantile_975(df)
 
 
+# Printed one-sided quantiles t_{q, df} (3 decimals): 0.8 (for power), 0.95 and 0.995.
+T_QUANTILES = {
+    0.8: {1: 1.376, 2: 1.061, 3: 0.978, 4: 0.941, 5: 0.920, 8: 0.889, 9: 0.883, 10: 0.879, 30: 0.854},
+    0.95: {1: 6.314, 2: 2.920, 3: 2.353, 5: 2.015, 10: 1.812, 30: 1.697},
+    0.995: {1: 63.657, 2: 9.925, 3: 5.841, 5: 4.032, 10: 3.169, 30: 2.750},
+}
+
+
+@pytest.mark.parametrize("q, df, expected", [(q, df, t) for q, row in T_QUANTILES.items() for df, t in row.items()])
+def test_t_quantile_and_cdf_match_printed_tables(q, df, expected):
+    assert round(t_quantile(q, df), 3) == pytest.approx(expected, abs=1e-9)
+    assert t_cdf(t_quantile(q, df), df) == pytest.approx(q, abs=1e-10)
+    assert t_quantile(1 - q, df) == pytest.approx(-t_quantile(q, df))
+
+
+@pytest.mark.parametrize("t", [-30.0, -2.0, -0.3, 0.0, 0.7, 1.0, 4.303, 50.0])
+def test_t_cdf_closed_forms_for_1_2_3_degrees_of_freedom(t):
+    # df = 1 (Cauchy): 1/2 + atan(t)/pi; df = 2: 1/2 + t / (2 sqrt(2 + t^2));
+    # df = 3: 1/2 + (t / (sqrt(3) (1 + t^2/3)) + atan(t / sqrt(3))) / pi.
+    assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-13)
+    assert t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-13)
+    r3 = math.sqrt(3)
+    assert t_cdf(t, 3) == pytest.approx(0.5 + (t / (r3 * (1 + t * t / 3)) + math.atan(t / r3)) / math.pi, abs=1e-13)
+
+
+def test_two_sided_p_at_the_95_percent_critical_values_is_005():
+    for df in (1, 2, 3, 5, 10, 30, 100):
+        assert t_two_sided_p(t_quantile_975(df), df) == pytest.approx(0.05, abs=1e-10)
+    assert t_two_sided_p(0.0, 4) == pytest.approx(1.0)
+    assert t_two_sided_p(math.inf, 4) == 0.0
+    with pytest.raises(ValueError):
+        t_two_sided_p(1.0, 0)
+
+
+def test_incomplete_beta_special_cases():
+    for x in (0.0, 0.1, 0.37, 0.9, 1.0):
+        assert incomplete_beta(1.0, 1.0, x) == pytest.approx(x, abs=1e-14)  # uniform
+        assert incomplete_beta(3.0, 1.0, x) == pytest.approx(x**3, abs=1e-14)  # I_x(a, 1) = x^a
+        assert incomplete_beta(1.0, 2.5, x) == pytest.approx(1 - (1 - x) ** 2.5, abs=1e-14)  # 1 - (1 - x)^b
+        assert incomplete_beta(2.0, 3.0, x) + incomplete_beta(3.0, 2.0, 1 - x) == pytest.approx(1.0, abs=1e-14)
+
+
+# --- t-tests, decisions, power ---------------------------------------------------------------------------
+
+
+def test_t_test_p_hand_example_with_two_degrees_of_freedom():
+    # d = 7 - sqrt(3), 7, 7 + sqrt(3): mean 7, s = sqrt(3), t = 7 / (sqrt(3)/sqrt(3)) = 7, df 2:
+    # p = 1 - t / sqrt(2 + t^2) = 1 - 7 / sqrt(51) = 0.0198039...
+    p = t_test_p(mean_ci([7 - math.sqrt(3), 7.0, 7 + math.sqrt(3)]))
+    assert p == pytest.approx(1 - 7 / math.sqrt(51), abs=1e-12)
+    assert t_test_p(mean_ci([-3.0, -2.0, -1.0])) == pytest.approx(1 - 2 * math.sqrt(3) / math.sqrt(14), abs=1e-12)
+
+
+def test_t_test_p_degenerate_cases():
+    assert math.isnan(t_test_p(mean_ci([1.0])))  # one seed: no test
+    assert t_test_p(mean_ci([2.0, 2.0, 2.0])) == 0.0  # no spread, mean off 0
+    assert t_test_p(mean_ci([0.0, 0.0])) == 1.0
+    assert math.isnan(t_test_p(Interval(1.0, math.nan, math.nan, math.nan, 3)))  # a bound has no spread
+
+
+def test_raw_p_below_005_exactly_when_the_95_percent_ci_excludes_0():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        iv = mean_ci(rng.normal(0.8, 1.0, size=int(rng.integers(2, 7))))
+        assert (t_test_p(iv) < 0.05) == (verdict(iv, 1) != "inconclusive")
+
+
+@pytest.mark.parametrize(
+    "p, estimate, sign, want",
+    [
+        (0.01, 0.3, 1, "agrees"),
+        (0.01, -0.3, 1, "differs"),
+        (0.01, -0.3, -1, "agrees"),
+        (0.049, 0.3, -1, "differs"),
+        (0.05, 0.3, 1, "inconclusive"),  # at the level is not below it
+        (math.nan, 0.3, 1, "inconclusive"),
+        (0.0, 0.0, 1, "inconclusive"),  # no sign to agree with
+    ],
+)
+def test_decision_at_the_adjusted_p(p, estimate, sign, want):
+    assert decision(p, estimate, sign) == want
+    with pytest.raises(ValueError):
+        decision(p, estimate, 0)
+
+
+def test_seeds_for_power_hand_iterated_from_printed_tables():
+    # s/d = 1: n = 9 needs (t.975,8 + t.8,8)^2 = (2.306 + 0.889)^2 = 10.2 > 9; n = 10: (2.262 + 0.883)^2 = 9.89 <= 10
+    assert seeds_for_power(Interval(1.0, 1.0, math.nan, math.nan, 3)) == 10
+    # s/d = 1/2: n = 4: (3.182 + 0.978)^2 / 4 = 4.33 > 4; n = 5: (2.776 + 0.941)^2 / 4 = 3.45 <= 5
+    assert seeds_for_power(Interval(-2.0, 1.0, math.nan, math.nan, 3)) == 5
+    assert seeds_for_power(Interval(0.0, 1.0, math.nan, math.nan, 3)) is None
+    assert seeds_for_power(Interval(1e-3, 1.0, math.nan, math.nan, 3)) is None  # beyond 1000 seeds
+
+
+def test_seeds_for_power_gives_about_80_percent_power_by_simulation():
+    n = seeds_for_power(Interval(1.0, 1.0, math.nan, math.nan, 3))
+    d = np.random.default_rng(11).normal(1.0, 1.0, size=(20_000, n))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+    power = float(np.mean(np.abs(t) > t_quantile_975(n - 1)))
+    assert power == pytest.approx(0.80, abs=0.02)
+
+
 # --- mean_ci, Interval -----------------------------------------------------------------------------------
 
 
@@ -76,14 +190,14 @@ def test_mean_ci_hand_example():
     iv = mean_ci([2.0, 4.0, 9.0])
     half = 4.302653 * math.sqrt(13 / 3)
     assert (iv.mean, iv.std, iv.n) == (pytest.approx(5.0), pytest.approx(math.sqrt(13)), 3)
-    assert iv.low == pytest.approx(5.0 - half, abs=1e-5)
-    assert iv.high == pytest.approx(5.0 + half, abs=1e-5)
+    assert iv.ci_low == pytest.approx(5.0 - half, abs=1e-5)
+    assert iv.ci_high == pytest.approx(5.0 + half, abs=1e-5)
 
 
 def test_mean_ci_single_value_has_no_interval():
     iv = mean_ci([1.5])
     assert (iv.mean, iv.std, iv.n) == (1.5, 0.0, 1)
-    assert math.isnan(iv.low) and math.isnan(iv.high)
+    assert math.isnan(iv.ci_low) and math.isnan(iv.ci_high)
 
 
 @pytest.mark.parametrize("values, match", [([], "n == 0"), ([1.0, float("nan")], "non-finite"), ([math.inf], "inf")])
@@ -94,14 +208,14 @@ def test_mean_ci_rejects_bad_input(values, match):
 
 def test_interval_json_round_trip():
     for iv in (mean_ci([1.0, 2.0, 4.0]), mean_ci([3.0])):
-        d = iv.to_json()
+        d = to_json(iv)
         assert set(d) == {"mean", "std", "ci_low", "ci_high", "n"}
         text = json.dumps(d, allow_nan=False)  # nan must have become None
-        back = Interval.from_json(json.loads(text))
+        back = from_json(Interval, json.loads(text))
         assert back.n == iv.n and back.mean == iv.mean and back.std == iv.std
-        for a, b in ((back.low, iv.low), (back.high, iv.high)):
+        for a, b in ((back.ci_low, iv.ci_low), (back.ci_high, iv.ci_high)):
             assert (math.isnan(a) and math.isnan(b)) or a == b
-    assert mean_ci([3.0]).to_json()["ci_low"] is None
+    assert to_json(mean_ci([3.0]))["ci_low"] is None
 
 
 # --- paired differences ----------------------------------------------------------------------------------
@@ -113,7 +227,7 @@ def test_paired_difference_is_mean_ci_of_hand_taken_differences():
     iv = paired_difference(a, b)
     expected = mean_ci([0.02, 0.01, 0.03])  # seeds 0, 1, 2 only
     assert iv.n == 3
-    for got, want in ((iv.mean, expected.mean), (iv.low, expected.low), (iv.high, expected.high)):
+    for got, want in ((iv.mean, expected.mean), (iv.ci_low, expected.ci_low), (iv.ci_high, expected.ci_high)):
         assert got == pytest.approx(want, abs=1e-12)
 
 
@@ -123,9 +237,9 @@ def test_paired_difference_narrower_than_unpaired_with_seed_offsets():
     b = {k: 0.78 + off - 0.001 * k for k, off in offsets.items()}
     paired = paired_difference(a, b)
     ia, ib = mean_ci(list(a.values())), mean_ci(list(b.values()))
-    unpaired_half = math.hypot(ia.high - ia.mean, ib.high - ib.mean)
+    unpaired_half = math.hypot(ia.ci_high - ia.mean, ib.ci_high - ib.mean)
     assert paired.mean == pytest.approx(0.023)  # d_k = 0.02 + 0.002 k, k = 0..3
-    assert paired.high - paired.mean < unpaired_half / 10
+    assert paired.ci_high - paired.mean < unpaired_half / 10
     assert verdict(paired, +1) == "agrees"
 
 
@@ -171,8 +285,40 @@ def test_factorial_main_effect_is_on_minus_off_per_seed_with_noise():
             for k in range(5)
         ]
         want = mean_ci(per_seed)
-        assert eff[f].mean == pytest.approx(want.mean) and eff[f].low == pytest.approx(want.low)
+        assert eff[f].mean == pytest.approx(want.mean) and eff[f].ci_low == pytest.approx(want.ci_low)
         assert eff[f].n == 5
+
+
+def test_term_and_simple_weights_by_hand():
+    bn = term_weights("bn")
+    assert bn[(False, True, False)] == 0.25 and bn[(True, False, True)] == -0.25
+    inter = term_weights("conv:bn")  # + where conv and BN agree
+    assert inter[(True, True, False)] == inter[(False, False, True)] == 0.25
+    assert inter[(True, False, False)] == inter[(False, True, True)] == -0.25
+    mlp = simple_weights("bn", {"conv": False})  # BN within MLPs, averaged over dropout
+    assert mlp == {
+        (False, False, False): -0.5, (False, False, True): -0.5, (False, True, False): 0.5, (False, True, True): 0.5,
+        (True, False, False): 0.0, (True, False, True): 0.0, (True, True, False): 0.0, (True, True, True): 0.0,
+    }  # fmt: skip
+    one = simple_weights("conv", {"bn": True, "dropout": False})
+    assert one[(True, True, False)] == 1.0 and one[(False, True, False)] == -1.0 and sum(map(abs, one.values())) == 2
+    assert TERMS == ["conv", "bn", "dropout", "conv:bn", "conv:dropout", "bn:dropout", "conv:bn:dropout"]
+
+
+def test_interaction_is_half_the_difference_of_simple_effects():
+    # y = bn * (+1 in CNNs, -1 in MLPs): BN within MLPs -1, within CNNs +1, main effect of BN 0. With the 1/4 weights,
+    # sum_cells s_c s_b y = 2 (BN within CNNs) - 2 (BN within MLPs), so conv:bn = (+1 - (-1)) / 2 = 1.
+    cells = _cells(lambda c, b, d, k: b * (1 if c else -1) + 0.1 * k)
+    eff = factorial_effects(cells)
+    assert eff["bn"].mean == pytest.approx(0.0, abs=1e-12)
+    assert eff["conv:bn"].mean == pytest.approx(1.0)  # 1/4 * (4 cells with BN on, each s_c * s_c = 1)
+    within = {
+        on: np.mean([cells[c][0] for c in cells if c[0] == on and c[1]])
+        - np.mean([cells[c][0] for c in cells if c[0] == on and not c[1]])
+        for on in (False, True)
+    }
+    assert within == {False: pytest.approx(-1.0), True: pytest.approx(1.0)}
+    assert eff["conv:bn"].mean == pytest.approx((within[True] - within[False]) / 2)
 
 
 def test_factorial_effects_missing_cell_is_named():
@@ -289,9 +435,9 @@ def test_group_bootstrap_reproducible_and_covers_point_estimate():
     assert a == b
     assert a.mean == pytest.approx(kendall_tau(x, y)) and a.mean > 0.7
     assert a.n == 24 and a.std > 0
-    assert a.low <= a.mean <= a.high and a.low > 0.3
+    assert a.ci_low <= a.mean <= a.ci_high and a.ci_low > 0.3
     c = kendall_tau_group_bootstrap(x, y, groups, resamples=500, seed=8)
-    assert c.mean == a.mean and (c.low, c.high) != (a.low, a.high)
+    assert c.mean == a.mean and (c.ci_low, c.ci_high) != (a.ci_low, a.ci_high)
 
 
 def test_group_bootstrap_validates_lengths():
@@ -314,9 +460,94 @@ def test_holm_textbook_example():
     }
 
 
+def test_holm_family_counts_untested_members_as_p_1():
+    # m = 3 with one untested member: 0.01 * 3 = 0.03, 0.02 * 2 = 0.04; the untested one stays nan
+    adj = holm_family({"a": 0.02, "b": math.nan, "c": 0.01})
+    assert adj["a"] == pytest.approx(0.04) and adj["c"] == pytest.approx(0.03) and math.isnan(adj["b"])
+    assert holm_family({"a": 0.02, "c": 0.01}) == {"a": pytest.approx(0.02), "c": pytest.approx(0.02)}
+
+
 def test_holm_caps_at_one_and_handles_edge_cases():
     assert holm({"a": 0.4, "b": 0.6}) == {"a": pytest.approx(0.8), "b": pytest.approx(0.8)}
     assert holm({"a": 0.3, "b": 0.7, "c": 0.9}) == {"a": pytest.approx(0.9), "b": 1.0, "c": 1.0}
     assert holm({}) == {}
     with pytest.raises(ValueError):
         holm({"a": 1.5})
+
+
+# --- Kendall's tau with cluster-aware permutation p-values (report.ranking) ---
+
+
+def _inversions(order: tuple[int, ...]) -> int:
+    return sum(order[i] > order[j] for i in range(len(order)) for j in range(i + 1, len(order)))
+
+
+def test_permutation_tau_exact_p_matches_hand_enumeration_of_4_points():
+    from itertools import permutations
+
+    from landscape.report.ranking import permutation_tau
+
+    # n = 4 has 24 orderings; tau = 1 - 2 * inversions / 3, and the orderings by inversion count are the
+    # Mahonian numbers 1, 3, 5, 6, 5, 3, 1 (checked here by counting).
+    counts = [0] * 7
+    for order in permutations(range(4)):
+        counts[_inversions(order)] += 1
+    assert counts == [1, 3, 5, 6, 5, 3, 1]
+    # y = (1, 2, 4, 3): one inversion, tau = 2/3. |tau| >= 2/3 for 0, 1, 5 or 6 inversions: 1 + 3 + 3 + 1 = 8.
+    two_sided = permutation_tau([1, 2, 3, 4], [1, 2, 4, 3])
+    assert two_sided.tau == pytest.approx(2 / 3)
+    assert two_sided.exact and two_sided.permutations == 24
+    assert two_sided.p == pytest.approx(8 / 24)
+    assert permutation_tau([1, 2, 3, 4], [1, 2, 4, 3], alternative="greater").p == pytest.approx(4 / 24)
+    assert permutation_tau([1, 2, 3, 4], [1, 2, 4, 3], alternative="less").p == pytest.approx(23 / 24)
+    # tied y = (1, 1, 2, 3): S = 5 of 6 pairs, tau-b = 5 / sqrt(6 * 5); only the 2 + 2 orderings that sort the
+    # multiset ascending or descending reach |S| = 5
+    tied = permutation_tau([1, 2, 3, 4], [1, 1, 2, 3])
+    assert tied.tau == pytest.approx(5 / math.sqrt(30))
+    assert tied.p == pytest.approx(4 / 24)
+    with pytest.raises(ValueError, match="alternative"):
+        permutation_tau([1, 2, 3], [1, 2, 3], alternative="bigger")
+
+
+def test_permutation_tau_draws_seeded_orderings_beyond_the_exact_limit():
+    from landscape.report.ranking import MAX_EXACT, RESAMPLES, permutation_tau
+
+    assert math.factorial(9) > MAX_EXACT >= math.factorial(8)
+    x = list(range(9))
+    first, again = permutation_tau(x, x, seed=3), permutation_tau(x, x, seed=3)
+    assert first == again and not first.exact and first.permutations == RESAMPLES
+    # a perfect ordering: only 2 of 9! orderings are as extreme, so hardly any draw is; p = (hits + 1) / (R + 1)
+    assert first.tau == 1.0 and 1 / (RESAMPLES + 1) <= first.p <= 3 / (RESAMPLES + 1)
+    assert math.isnan(permutation_tau([1, 1, 1], [1, 2, 3]).p)  # all x tied: no tau, no p
+
+
+def test_within_group_tau_removes_the_differences_between_groups():
+    from landscape.report.ranking import residuals, within_group_tau
+
+    # three groups whose means rise together in x and y, each anti-ordered inside
+    groups = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    x = [0, 1, 2, 10, 11, 12, 20, 21, 22]
+    y = [2, 1, 0, 12, 11, 10, 22, 21, 20]
+    assert residuals(x, groups).tolist() == [-1, 0, 1] * 3
+    within = within_group_tau(x, y, groups)
+    assert within.tau == pytest.approx(-1.0)
+    # 3!^3 = 216 within-group orderings; |tau| = 1 only when every group is ordered the same way (2 of them)
+    assert within.exact and within.permutations == 216
+    assert within.p == pytest.approx(2 / 216)
+    assert kendall_tau(x, y) == pytest.approx((27 - 9) / 36)  # over all points: 27 concordant pairs between groups
+
+
+def test_stratified_tau_is_the_mean_of_the_strata_permuted_within_them():
+    from landscape.report.ranking import stratified_tau
+
+    x = [1, 2, 3, 4, 1, 2, 3, 4]
+    strata = [False] * 4 + [True] * 4
+    both, own = stratified_tau(x, [1, 2, 3, 4, 4, 3, 2, 1], strata)
+    assert own == {False: pytest.approx(1.0), True: pytest.approx(-1.0)}
+    assert both.tau == pytest.approx(0.0) and both.p == pytest.approx(1.0)
+    agree, _ = stratified_tau(x, x, strata)
+    # 4! * 4! = 576 orderings; the mean is +-1 only when both strata are perfectly ordered the same way
+    assert agree.tau == pytest.approx(1.0) and agree.exact and agree.permutations == 576
+    assert agree.p == pytest.approx(2 / 576)
+    one, own = stratified_tau([1, 2, 3], [1, 2, 3], ["a", "a", "b"])
+    assert math.isnan(own["b"]) and math.isnan(one.tau)

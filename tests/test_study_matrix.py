@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from conftest import REPO, run_command
-from landscape.data import Dataset, Split
 from landscape.errors import StudyError
-from landscape.params import Samples, load_params
-from landscape.stage import RunPaths, Timer, parse_seed, run_stage
-from landscape.study import probe_data
+from landscape.study.data import Dataset, Split
+from landscape.study.inputs import probe_data
+from landscape.study.params import Samples, load_params
+from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
 
 PARAMS = load_params(REPO / "params.yaml")
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -64,7 +64,7 @@ def test_every_variant_and_seed_gets_training_and_every_probe():
             assert f"train_{family}@{v}-{s}" in EXPANDED
             assert f"train_{'cnn' if family == 'mlp' else 'mlp'}@{v}-{s}" not in EXPANDED
             for probe in PROBES:
-                assert EXPANDED[f"{probe}@{v}-{s}"]["cmd"] == f"python stages/{probe}.py {v} {s}"
+                assert EXPANDED[f"{probe}@{v}-{s}"]["cmd"] == f"PYTHONPATH=src python stages/{probe}.py {v} {s}"
 
 
 @pytest.mark.parametrize("variant", ["mlp", "cnn_nobn"])
@@ -90,18 +90,23 @@ def test_stage_outputs_are_the_library_run_paths(variant):
     assert run.timing("slice") == Path("timings") / variant / str(seed) / "slice.json"
 
 
-def test_small_outputs_are_in_git_and_models_in_the_cache():
+def test_study_outputs_are_in_git_and_per_run_outputs_in_the_cache():
+    """A `cache: false` output keeps its stage out of DVC's run-cache, through which the runs made on several
+    machines come together (README "Several machines", tests/test_shards.py); aggregate and plots run where they
+    are collected, and their outputs are in git."""
     for name, body in EXPANDED.items():
         for path, opts in options(body.get("outs", []) + body.get("metrics", [])).items():
-            small = path.split("/")[0] in ("metrics", "plots", "timings") or path == "report.md"
-            assert opts.get("cache", True) is (not small), f"{name}: {path}"
+            in_git = name in ("aggregate", "plots")
+            assert opts.get("cache", True) is (not in_git), f"{name}: {path}"
 
 
-def test_only_the_study_summary_is_a_declared_metric():
-    """Per-run files and timings are plain outputs, so `dvc metrics diff` shows the study's results only."""
-    assert DVC_YAML["metrics"] == ["metrics/study.json"]
+def test_only_the_study_headline_is_a_declared_metric():
+    """Per-run files, timings and the full study table are plain outputs, so `dvc metrics diff` shows the study's
+    headline results only."""
+    assert DVC_YAML["metrics"] == ["metrics/headline.json"]
     declared = {name: paths(body.get("metrics", [])) for name, body in EXPANDED.items() if body.get("metrics")}
-    assert declared == {"aggregate": {"metrics/study.json"}}
+    assert declared == {"aggregate": {"metrics/headline.json"}}
+    assert "metrics/study.json" in paths(EXPANDED["aggregate"]["outs"])
 
 
 def params_of(name: str) -> list[str]:
@@ -119,18 +124,18 @@ def test_per_run_stages_do_not_depend_on_the_matrix_itself(name):
 
 def test_training_reads_no_probe_section_and_probes_read_no_training_conditions():
     """A probe's section reruns that probe, never training; `train:` reruns training (and, through the model, the
-    probes), and a probe reads of `train` only where it evaluates (device, batch size)."""
+    probes), and a probe reads no `train` key: where it evaluates (device, batch size, threads) is `runtime:`,
+    which training reads too. One family's widths never rerun the other family; both read `dropout:`."""
     probe_sections = {"probes", "robustness", "slice", "path", "curvature"}
     for group in ("train_mlp", "train_cnn"):
         assert not {k.split(".")[0] for k in params_of(group)} & probe_sections, group
-        assert "train" in params_of(group)
-    assert "mlp" not in params_of("train_cnn")
-    assert "cnn" not in params_of("train_mlp")  # only the dropout rates that MLP variants borrow from Model B
+        assert {"train", "runtime", "dropout"} <= set(params_of(group)), group
+    assert not {k.split(".")[0] for k in params_of("train_cnn")} & {"mlp"}
+    assert not {k.split(".")[0] for k in params_of("train_mlp")} & {"cnn"}
     for probe in PROBES:
         keys = params_of(probe)
-        assert probe in keys, probe
-        assert {k for k in keys if k.split(".")[0] == "train"} <= {"train.device", "train.eval_batch_size"}
-        assert not {k.split(".")[0] for k in keys} & {"mlp", "cnn", "study"}
+        assert probe in keys and "runtime" in keys, probe
+        assert not {k.split(".")[0] for k in keys} & {"train", "mlp", "cnn", "dropout", "study"}
         others = probe_sections - {probe, "probes"}
         assert not {k.split(".")[0] for k in keys} & others, probe
 
@@ -213,7 +218,7 @@ def test_timer_writes_wall_time_and_peak_memory(tmp_path):
 def test_stage_plumbing_and_the_torch_free_stages_do_not_import_torch():
     code = (
         "import sys; sys.path.insert(0, 'stages'); "
-        "import landscape.stage, landscape.fetch, landscape.params, download, aggregate, plots; "
+        "import landscape.study.stage, landscape.study.fetch, landscape.study.params, download, aggregate, plots; "
         "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
     )
     assert run_command([sys.executable, "-c", code], REPO).stdout.strip() == "[]"
@@ -241,7 +246,7 @@ def ids(split: Split) -> list[int]:
 def test_probe_subsets_are_fixed_sized_and_drawn_from_the_right_split(dataset):
     data = probe_data("slice", Samples(train=40, val=30, bn=20), PARAMS, dataset)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 40, "val": 30}
-    assert len(data.bn_data) == 20 and data.batch_size == PARAMS.train.eval_batch_size
+    assert len(data.bn_data) == 20 and data.batch_size == PARAMS.runtime.eval_batch_size
     assert all(0 <= i < 300 for i in ids(data.splits["train"]) + ids(data.bn_data))
     assert all(1000 <= i < 1100 for i in ids(data.splits["val"]))
     assert len(set(ids(data.splits["train"]))) == 40

@@ -11,19 +11,19 @@ import torch
 from torch import nn
 
 from conftest import fitted, learnable_split, probe_data_from
-from landscape.data import ProbeData
-from landscape.directions import stream_seed
-from landscape.evaluate import evaluate
-from landscape.models import CNN, MLP
-from landscape.params import Samples, SliceParams
-from landscape.perturb import recalibrate_batch_norm
-from landscape.probes import alpha_grid, slice_probe
-from landscape.results import number_key
-from landscape.surfaces import path_grid, path_probe, path_summary, surface_area, surface_probe
+from landscape.probes.directions import stream_seed
+from landscape.probes.evaluation import evaluate
+from landscape.probes.perturb import recalibrate_batch_norm
+from landscape.probes.settings import PathSettings, SliceSettings, SurfaceSettings
+from landscape.probes.surfaces import SurfacePoint, interpolation_path, loss_surface, path_grid
+from landscape.probes.sweeps import alpha_grid, loss_slices
+from landscape.study.data import ProbeData
+from landscape.study.models import CNN, MLP
+from landscape.study.results import number_key
+from landscape.study.summaries.path import path_summary
+from landscape.study.summaries.slices import surface_area
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-UNUSED = Samples(train=0, val=0, bn=1)
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +68,8 @@ def assert_same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> None
 
 def slice_losses(model: nn.Module, data: ProbeData, seed: int, points: int, span: float) -> dict[tuple, tuple]:
     """(alpha, split) -> (loss, acc) of the 1-D slice along the direction of ``seed``, BN frozen."""
-    settings = SliceParams(
-        directions=1, points=points, span=span, normalization="filter", fit_fraction=1.0, taus=[0.1],
-        samples=UNUSED, surface_points=3, surface_span=1.0, surface_samples=UNUSED,
-    )  # fmt: skip
-    rows, _ = slice_probe(model, data, settings, "weights", ["frozen"], [seed])
-    return {(r["alpha"], r["split"]): (r["loss"], r["acc"]) for r in rows}
+    result = loss_slices(model, data, SliceSettings(points=points, span=span, seeds=(seed,)))
+    return {(q.alpha, q.split): (q.loss[0], q.acc[0]) for q in result.points}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -83,12 +79,12 @@ def test_surface_axes_are_the_one_dimensional_slices_with_the_same_seeds(data, r
     points, span = 5, 0.8
     seeds = [stream_seed("surface", name, 0, k) for k in range(2)]
     before = state(model)
-    rows = surface_probe(model, data, points, span, "filter", "weights", seeds)
+    rows = loss_surface(model, data, SurfaceSettings(points=points, span=span, seeds=seeds))
     assert_same_state(model, before)
     grid = alpha_grid(points, span)
     assert len(rows) == points * points * len(data.splits)
-    assert {(r["a"], r["b"]) for r in rows} == {(a, b) for a in grid for b in grid}
-    surface = {(r["a"], r["b"], r["split"]): (r["loss"], r["acc"]) for r in rows}
+    assert {(r.a, r.b) for r in rows} == {(a, b) for a in grid for b in grid}
+    surface = {(r.a, r.b, r.split): (r.loss, r.acc) for r in rows}
     along_d1 = slice_losses(model, data, seeds[0], points, span)
     along_d2 = slice_losses(model, data, seeds[1], points, span)
     assert len(along_d1) == points * len(data.splits)
@@ -103,19 +99,19 @@ def test_surface_axes_are_the_one_dimensional_slices_with_the_same_seeds(data, r
 
 def test_surface_center_is_the_unperturbed_model(data, runs):
     model, _ = runs["cnn"]
-    rows = surface_probe(model, data, 3, 1.0, "filter", "weights", [1, 2])
+    rows = loss_surface(model, data, SurfaceSettings(points=3, span=1.0, seeds=(1, 2)))
     for r in rows:
-        if (r["a"], r["b"]) == (0.0, 0.0):
-            score = evaluate(model, data.splits[r["split"]], data.batch_size)
-            assert (r["loss"], r["acc"]) == (score.loss, score.acc)
+        if (r.a, r.b) == (0.0, 0.0):
+            score = evaluate(model, data.splits[r.split], data.batch_size)
+            assert (r.loss, r.acc) == (score.loss, score.acc)
 
 
 def test_surface_area_is_the_fraction_of_grid_points_within_tau():
     losses = {(-1.0, -1.0): 3.0, (0.0, -1.0): 1.5, (1.0, -1.0): 2.5,
               (-1.0, 0.0): 1.2, (0.0, 0.0): 1.0, (1.0, 0.0): 1.05,
               (-1.0, 1.0): 9.0, (0.0, 1.0): 1.08, (1.0, 1.0): 4.0}  # fmt: skip
-    rows = [{"a": a, "b": b, "split": "train", "loss": v} for (a, b), v in losses.items()]
-    rows += [{"a": a, "b": b, "split": "val", "loss": 100.0} for a, b in losses]  # another split, ignored
+    rows = [SurfacePoint(a, b, "train", v, math.nan) for (a, b), v in losses.items()]
+    rows += [SurfacePoint(a, b, "val", 100.0, math.nan) for a, b in losses]  # another split, ignored
     area = surface_area(rows, "train", [0.1, 0.5, 100.0])
     assert area == {number_key("tau", 0.1): 3 / 9, number_key("tau", 0.5): 5 / 9, number_key("tau", 100.0): 1.0}
 
@@ -158,38 +154,39 @@ def test_path_ends_are_the_initial_and_trained_models(data, runs, name):
     model, initial = runs[name]
     has_bn = name != "mlp"
     before = state(model)
-    rows, curves, rel, bn = path_probe(model, initial, data, 5, 0.5)
+    result = interpolation_path(model, initial, data, PathSettings(points=5, margin=0.5))
     assert_same_state(model, before)
     assert not model.training
-    assert bn == ("recalibrated" if has_bn else "frozen")
+    assert result.bn == ("recalibrated" if has_bn else "frozen")
     ts = path_grid(5, 0.5)
-    assert {r["t"] for r in rows} == set(ts) and len(rows) == len(ts) * len(data.splits)
-    at = {(r["t"], r["split"]): r for r in rows}
+    assert result.ts == ts and len(result.points) == len(ts) * len(data.splits)
+    at = {(r.t, r.split): r for r in result.points}
     start, end = scores(at_initial(model, initial), data, has_bn), scores(model, data, has_bn)
     for split in data.splits:
-        assert at[(0.0, split)]["loss"] == pytest.approx(start[split].loss, rel=1e-5)
-        assert at[(0.0, split)]["acc"] == start[split].acc
-        assert at[(1.0, split)]["loss"] == pytest.approx(end[split].loss, rel=1e-9)
-        assert at[(1.0, split)]["acc"] == end[split].acc
-        assert curves[split] == [at[(t, split)]["loss"] for t in ts]
-        assert curves[split][0] > curves[split][ts.index(1.0)]  # training lowered the loss
+        assert at[(0.0, split)].loss == pytest.approx(start[split].loss, rel=1e-5)
+        assert at[(0.0, split)].acc == start[split].acc
+        assert at[(1.0, split)].loss == pytest.approx(end[split].loss, rel=1e-9)
+        assert at[(1.0, split)].acc == end[split].acc
+        curve = result.losses(split)
+        assert curve == [at[(t, split)].loss for t in ts]
+        assert curve[0] > curve[ts.index(1.0)]  # training lowered the loss
     if not has_bn:
-        assert at[(1.0, "train")]["loss"] == evaluate(model, data.splits["train"], data.batch_size).loss  # exact
+        assert at[(1.0, "train")].loss == evaluate(model, data.splits["train"], data.batch_size).loss  # exact
     params = [n for n, _ in model.named_parameters()]
     diff = math.sqrt(sum(float(((model.state_dict()[n] - initial[n]).double() ** 2).sum()) for n in params))
     size = math.sqrt(sum(float((initial[n].double() ** 2).sum()) for n in params))
-    assert rel == pytest.approx(diff / size, rel=1e-6)
+    assert result.distance_rel == pytest.approx(diff / size, rel=1e-6)
 
 
 def test_path_point_between_the_ends_is_the_interpolated_model(data, runs):
     model, initial = runs["mlp"]
-    rows, _, _, _ = path_probe(model, initial, data, 5, 0.0)
+    rows = interpolation_path(model, initial, data, PathSettings(points=5)).points
     mid = copy.deepcopy(model)
     with torch.no_grad():
         for n, p in mid.named_parameters():
             p.copy_(0.75 * initial[n] + 0.25 * p)
     expected = evaluate(mid, data.splits["val"], data.batch_size).loss
-    assert next(r for r in rows if (r["t"], r["split"]) == (0.25, "val"))["loss"] == pytest.approx(expected, rel=1e-5)
+    assert next(r for r in rows if (r.t, r.split) == (0.25, "val")).loss == pytest.approx(expected, rel=1e-5)
 
 
 TS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]

@@ -20,12 +20,12 @@ from torch import nn
 
 from conftest import SMALL_MODELS as SMALL
 from conftest import learnable_split
-from landscape.data import Dataset, Split, batch_indices
 from landscape.errors import StudyError
-from landscape.evaluate import evaluate
-from landscape.models import MLP, build_model
-from landscape.params import ModelConfig, TrainParams
-from landscape.train import (
+from landscape.probes.evaluation import evaluate
+from landscape.study.data import Dataset, Split, batch_indices
+from landscape.study.models import MLP, build_model
+from landscape.study.params import ModelConfig, TrainParams
+from landscape.study.train import (
     make_optimizer,
     make_schedule,
     train_epoch,
@@ -35,6 +35,8 @@ from landscape.train import (
 )
 
 N_IMAGES, BATCH = 100, 32  # 4 batches, the last one short (4 images)
+EVAL_BATCH = 64
+CPU = torch.device("cpu")
 
 
 def train_cfg(optimizer: str, lr: float, weight_decay: float) -> TrainParams:
@@ -46,8 +48,6 @@ def train_cfg(optimizer: str, lr: float, weight_decay: float) -> TrainParams:
         momentum=0.9,
         weight_decay=weight_decay,
         schedule="constant",
-        device="cpu",
-        eval_batch_size=64,
         target_acc=0.5,
     )
 
@@ -141,7 +141,8 @@ def tiny_dataset() -> Dataset:
 
 def run_training(name: str, data: Dataset, seed: int, epochs: int = 2):
     cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=epochs, target_acc=0.5)
-    return train_model(name, SMALL[name], cfg, seed, data, data.train.subset(50, 0), torch.device("cpu"), False)
+    subset = data.train.subset(50, 0)
+    return train_model(name, SMALL[name], cfg, seed, data, subset, CPU, EVAL_BATCH, progress=False)
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -166,17 +167,17 @@ def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
     data = tiny_dataset
     train_eval = data.train.subset(50, 0)
     cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=2, target_acc=0.5)
-    model, _, history = train_model("cnn", SMALL["cnn"], cfg, 0, data, train_eval, torch.device("cpu"), False)
-    s = training_summary("cnn", SMALL["cnn"], cfg, 0, model, history, data, train_eval, torch.device("cpu"))
+    model, _, history = train_model("cnn", SMALL["cnn"], cfg, 0, data, train_eval, CPU, EVAL_BATCH, progress=False)
+    s = training_summary("cnn", SMALL["cnn"], cfg, 0, model, history, data, train_eval, CPU, EVAL_BATCH)
     assert (s.variant, s.seed, s.family, s.epochs, s.device) == ("cnn", 0, "cnn", 2, "cpu")
     assert s.n_parameters == sum(p.numel() for p in model.parameters())
     for split in ("train", "val", "test"):
-        score = evaluate(model, getattr(data, split), cfg.eval_batch_size)
+        score = evaluate(model, getattr(data, split), EVAL_BATCH)
         assert (getattr(s, split).loss, getattr(s, split).acc) == (score.loss, score.acc)
     assert s.gap == s.train.acc - s.val.acc
     assert s.gap_running == history[-1].train_acc_running - s.val.acc
     assert s.train_acc_running == history[-1].train_acc_running
-    assert s.train_acc_modes["dropout_off_bn_running"] == evaluate(model, train_eval, cfg.eval_batch_size).acc
+    assert s.train_acc_modes["dropout_off_bn_running"] == evaluate(model, train_eval, EVAL_BATCH).acc
     val_accs = [r.val_acc for r in history]
     reached = [i + 1 for i, a in enumerate(val_accs) if a >= 0.5]
     expected = (float(reached[0]), False) if reached else (2.0, True)
@@ -186,7 +187,7 @@ def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
 def test_divergence_is_a_study_error_naming_run_and_batch(tiny_dataset):
     cfg = dataclasses.replace(train_cfg("sgd", 1e8, 0.0), epochs=1)
     with pytest.raises(StudyError, match=r"training mlp \(seed 0\) at epoch 1, batch \d+ diverged"):
-        train_model("mlp", SMALL["mlp"], cfg, 0, tiny_dataset, tiny_dataset.train, torch.device("cpu"), False)
+        train_model("mlp", SMALL["mlp"], cfg, 0, tiny_dataset, tiny_dataset.train, CPU, EVAL_BATCH, progress=False)
 
 
 # --- the train-split accuracy in the 2 x 2 of {dropout on, off} x {BN batch, running statistics} --

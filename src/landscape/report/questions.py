@@ -1,0 +1,148 @@
+"""Report section 5: the reference's four questions, answered in plain words from the factorial effects.
+
+The effects are exploratory (no rule was fixed for them in advance): each sentence gives an effect's 95 % CI, its
+t-test p and Holm's adjustment over the measure's 7 terms, and says "an increase" or "a decrease" only where the
+adjusted p is below 0.05. Where an interaction's CI excludes 0 the simple effects behind it are given, and a
+factor whose simple effects have opposite signs gets no main-effect sentence. Where the data cannot decide, a
+sentence names the experiment that would.
+"""
+
+from __future__ import annotations
+
+from landscape.report import measures as M
+from landscape.report.format import PP, SIGNED, Unit, effect_sentence, estimate, optimizer_name, tested
+from landscape.report.geometry import monotonic_count
+from landscape.report.schema import SimpleEffect, val_loss_area
+from landscape.report.stats import FACTORS
+from landscape.report.study_data import StudyData
+from landscape.study.params import Params
+
+TERMS = {"conv": "+conv", "bn": "+BN", "dropout": "+dropout"}
+EPOCHS = Unit(signed=True, suffix=" epochs")
+
+
+LEVELS = {
+    ("conv", False): "within MLPs",
+    ("conv", True): "within CNNs",
+    ("bn", False): "without BN",
+    ("bn", True): "with BN",
+    ("dropout", False): "without dropout",
+    ("dropout", True): "with dropout",
+}
+
+
+def _simple(effects: list[SimpleEffect], unit: Unit) -> str:
+    return "; ".join(
+        f"{' '.join(LEVELS[(f, on)] for f, on in e.within.items())} {estimate(e.estimate, unit)}" for e in effects
+    )
+
+
+def _opposite(effects: list[SimpleEffect]) -> bool:
+    signs = {e.estimate.interval.mean > 0 for e in effects if e.estimate.interval.mean != 0}
+    return len(signs) == 2
+
+
+def _effects(data: StudyData, measure: str, what: str, unit: Unit = SIGNED) -> list[str]:
+    """One line per factor, then one per interaction whose CI excludes 0. A factor in such an interaction is given
+    by its simple effects; where they have opposite signs, no main effect is stated."""
+    simple = data.study.simple_effects.get(measure, {})
+    lines = []
+    for factor in FACTORS:
+        groups = {t: [e for e in found if e.factor == factor] for t, found in simple.items() if factor in t.split(":")}
+        main = effect_sentence(TERMS[factor], what, data.study.tested_effect(measure, factor), unit)
+        within = " ".join(f"Within the {_term(t)} interaction: {_simple(g, unit)}." for t, g in groups.items())
+        if any(_opposite(g) for g in groups.values()):
+            lines.append(
+                f"- {TERMS[factor]}: its effect on {what} has opposite signs at different levels of the other factors, "
+                f"so no main effect is stated (it would average them). {within}"
+            )
+        else:
+            lines.append(f"- {main} {within}".rstrip())
+    for term in simple:
+        effect = data.study.tested_effect(measure, term)
+        lines.append(
+            f"- The {_term(term)} interaction on {what} is {estimate(effect.estimate, unit)} "
+            f"({tested(effect.p, effect.p_adjusted)}): its CI excludes 0, so the main effects of its factors average "
+            "different simple effects."
+        )
+    return lines
+
+
+def _term(term: str) -> str:
+    return " x ".join("BN" if f == "bn" else f for f in term.split(":"))
+
+
+def _gap_range(data: StudyData) -> str:
+    means = {v: e.interval.mean for v in data.variants if (e := data.study.get(v, M.GAP)) is not None}
+    low, high = min(means, key=means.get), max(means, key=means.get)
+    return f"Mean eval-mode gaps range from {PP(means[low])} (`{low}`) to {PP(means[high])} (`{high}`)."
+
+
+def _optimizer_experiment(params: Params) -> str:
+    if params.train.optimizer == "sgd":
+        return (
+            "- Whether any of this is specific to SGD is not tested here: the same study with Adam decides it "
+            "(`dvc exp run -S train.optimizer=adam`)."
+        )
+    return (
+        f"- This study trains with {optimizer_name(params.train.optimizer)}; the default SGD study is its comparison."
+    )
+
+
+def questions(data: StudyData, params: Params) -> str:
+    head = "## 5. The reference's four questions, answered from the factorial"
+    if not data.study.effects:
+        return (
+            f"{head}\n\nThe factorial effects need all 8 variants and >= 2 seeds; this study has "
+            f"{len(data.variants)} variant(s) x {len(data.seeds)} seed(s). Between A and B alone, conv, BN and "
+            "dropout change together, so no difference can be given to one of them. Run the default study "
+            "(`dvc repro` with params.yaml's `study:` section) to answer these questions."
+        )
+    star, mode, drop = M.headline_sigma_star(data.runs[(data.variants[0], data.seeds[0])])
+    target = f"the epochs to {100 * params.train.target_acc:g} % val accuracy"
+    k = data.study.loss_area_epochs
+    blocks = [
+        [
+            "**1. Why does SGD reach solutions that generalize well?** Every run was trained with "
+            f"{optimizer_name(params.train.optimizer)}. {_gap_range(data)} The straight path from the initial weights "
+            f"is monotonic on the training subset in {monotonic_count(data, 'train')} runs.",
+            *_effects(data, M.GAP, "the gap", PP),
+            _optimizer_experiment(params),
+        ],
+        [
+            "**2. How does architecture shape the loss landscape?**",
+            *_effects(data, M.CURVATURE_EXACT, "the local slice curvature d^T H d (one activation pattern)"),
+            *_effects(data, M.LAMBDA_MAX, "lambda_max"),
+            *_effects(data, M.TRACE, "trace(H)"),
+            *_effects(data, M.FLATNESS, "relative flatness"),
+            *_effects(data, star, f"sigma* ({mode} noise, BN frozen, {100 * drop:g} pp drop)"),
+        ],
+        [
+            "**3. Which geometric properties go with easy training and good generalization?**",
+            *_effects(data, M.VAL_ACC, "validation accuracy", PP),
+            *_effects(data, val_loss_area(k), f"the validation-loss area over epochs 1-{k} (nats x epochs)"),
+            *_effects(data, M.EPOCHS_TO_TARGET, target, EPOCHS),
+            "- Section 8 ranks every run by each geometric measure against its gap.",
+        ],
+        [
+            "**4. Can simple landscape observations show that optimization will be hard?**",
+            *_effects(data, M.path_barrier("train"), "the largest barrier on the path (training loss, nats)"),
+            f"- The path is monotonic on the training subset in {monotonic_count(data, 'train')} runs. Where no run "
+            "shows a barrier, the study has no hard case to predict; runs that struggle (a larger learning rate, no "
+            "schedule) are the experiment that would decide it.",
+        ],
+    ]
+    intro = (
+        "Each effect is the mean with the factor on minus the mean with it off, averaged over the other two factors, "
+        f"with its 95 % t-interval over the {len(data.seeds)} per-seed contrasts. These effects are **exploratory**: "
+        "no rule was fixed for them before the numbers. Each has the two-sided t-test p of its per-seed contrasts "
+        "and Holm's adjustment over the 7 terms (3 main effects, 4 interactions) of its measure; 'an increase' or 'a "
+        "decrease' needs an adjusted p below 0.05. Where an interaction's CI excludes 0, the simple effects of its "
+        "factors follow (e.g. BN within MLPs and within CNNs, each averaged over the third factor, with its 95 % "
+        "t-interval over seeds), and a factor whose simple effects have opposite signs gets no main effect. An "
+        "effect with a censored value (a threshold never reached) is a bound ('>=' or '<='), with no CI and no test. "
+        "'Seeds for 80 % power' is the paired t-test's n at the 5 % level if the true mean and spread were the "
+        "estimates (normal approximation with t quantiles, iterated in n): a planning guess."
+    )
+    figure = "![factorial effects](plots/figures/effects.png)"
+    return "\n\n".join([head, intro, *("\n".join(b) for b in blocks), figure])

@@ -1,0 +1,325 @@
+"""Statistics over training seeds: t-intervals and t-tests, paired and factorial contrasts, Holm, verdicts, ranks.
+
+Pure functions of numbers (numpy only). The unit of replication is the training seed: a variant's measure is
+the mean of its per-seed values with a 95 % Student-t interval (df = n - 1); a comparison of two variants is the
+interval of their per-seed differences (paired by seed); a factorial effect is the interval of a per-seed
+contrast over the 8 cells of the conv x BN x dropout design. Its test is the two-sided t-test of the same
+per-seed values (the t distribution from the regularized incomplete beta function, no scipy), a family of tests
+is Holm-adjusted, and a claim's verdict follows VERDICT_RULE. A rank correlation is Kendall's tau-b with a
+percentile interval from resampling whole groups (the variants).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations, product
+
+import numpy as np
+
+from landscape.probes.summary import _finite_array
+
+ALPHA = 0.05  # the level of every test and of the Holm family
+BORDERLINE = (0.01, 0.1)  # an adjusted p in this range is a verdict near the line ALPHA draws
+FACTORS = ("conv", "bn", "dropout")
+VERDICTS = ("agrees", "differs", "inconclusive")
+VERDICT_RULE = (
+    "Each claim is one test: the two-sided t-test (df = n - 1) of the mean of its per-seed differences B - A "
+    "(paired by training seed), or of B's per-seed values minus the claimed level. The claims form one family, "
+    "and their p-values are Holm-adjusted over it. A claim 'agrees' when its adjusted p is below 0.05 and the "
+    "estimate has the claimed sign, 'differs' when its adjusted p is below 0.05 and the estimate has the other "
+    "sign, and is 'inconclusive' otherwise. A claim with no test (a censored seed, fewer than 2 seeds, no noise "
+    "level chosen by its rule) is inconclusive and counts in the family with p = 1."
+)
+_MAX_ITERATIONS = 10_000  # of the incomplete beta's continued fraction: about sqrt(df) are needed at large df
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean, sample std (ddof=1), 95 % interval [ci_low, ci_high] and number of values behind them.
+
+    ``landscape.study.serialize.to_json`` writes it as {"mean", "std", "ci_low", "ci_high", "n"} (nan as null).
+    """
+
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz), converging for x < (a+1)/(a+b+2)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, _MAX_ITERATIONS):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # fmt: skip
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            return h
+    raise ArithmeticError(f"incomplete beta: no convergence for a={a}, b={b}, x={x}")
+
+
+def incomplete_beta(a: float, b: float, x: float, one_minus_x: float | None = None) -> float:
+    """The regularized incomplete beta function I_x(a, b) for a, b > 0 and x in [0, 1].
+
+    ``one_minus_x``, when the caller knows 1 - x more precisely than by subtraction, keeps the tail accurate.
+    """
+    y = 1.0 - x if one_minus_x is None else one_minus_x
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, y) / b
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's T with ``df`` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2)."""
+    if df <= 0:
+        raise ValueError(f"t_two_sided_p: df must be > 0, got {df!r}")
+    if math.isinf(t):
+        return 0.0
+    t2 = t * t
+    return incomplete_beta(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's T with ``df`` degrees of freedom."""
+    half = t_two_sided_p(t, df) / 2.0
+    return 1.0 - half if t > 0 else half
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(q: float, df: int) -> float:
+    """The ``q`` quantile of Student's T with ``df`` degrees of freedom (bisection on ``t_cdf``, to 1e-12)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"t_quantile: q must be in (0, 1), got {q!r}")
+    if q < 0.5:
+        return -t_quantile(1.0 - q, df)
+    if q == 0.5:
+        return 0.0
+    target = 2.0 * (1.0 - q)  # the two-sided p at the quantile
+    low, high = 0.0, 1.0
+    while t_two_sided_p(high, df) > target:
+        low, high = high, 2.0 * high
+    while high - low > 1e-12 * high:
+        mid = (low + high) / 2.0
+        low, high = (mid, high) if t_two_sided_p(mid, df) > target else (low, mid)
+    return (low + high) / 2.0
+
+
+def t_quantile_975(df: int) -> float:
+    """Two-sided 95 % Student-t critical value t_{0.975, df}. df not an integer >= 1 -> ValueError."""
+    if df < 1 or int(df) != df:
+        raise ValueError(f"t_quantile_975: df must be an integer >= 1, got {df!r}")
+    return t_quantile(0.975, int(df))
+
+
+def mean_ci(values: Sequence[float]) -> Interval:
+    """Mean ± t_{0.975, n-1} s / sqrt(n). std is 0.0 and the interval nan when n == 1.
+
+    Empty input or a non-finite value -> ValueError.
+    """
+    arr = _finite_array(values, "mean_ci")
+    n = arr.size
+    if n == 0:
+        raise ValueError("mean_ci: no values (n == 0)")
+    mean = float(arr.mean())
+    if n == 1:
+        return Interval(mean, 0.0, math.nan, math.nan, 1)
+    std = float(arr.std(ddof=1))
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    return Interval(mean, std, mean - half, mean + half, n)
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> Interval:
+    """mean_ci of d_k = a[k] - b[k] over the seeds k present in both. No common seed -> ValueError."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(f"paired_difference: no common seed (a has {sorted(a)}, b has {sorted(b)})")
+    return mean_ci([a[k] - b[k] for k in common])
+
+
+Cell = tuple[bool, bool, bool]  # (conv, bn, dropout) on or off
+CELLS: list[Cell] = list(product((False, True), repeat=len(FACTORS)))
+TERMS = [":".join(FACTORS[i] for i in t) for k in range(1, 4) for t in combinations(range(len(FACTORS)), k)]
+
+
+def _cell_name(cell: Cell) -> str:
+    return ", ".join(f"{f}={'on' if on else 'off'}" for f, on in zip(FACTORS, cell, strict=True))
+
+
+def term_weights(term: str) -> dict[Cell, float]:
+    """The contrast of a factorial term ("bn", "conv:bn", ...): 1/4 times the product of its factors' +-1 signs.
+
+    A main effect is thus the mean of the 4 cells with the factor on minus the mean of the 4 with it off.
+    """
+    factors = [FACTORS.index(f) for f in term.split(":")]
+    return {c: math.prod(1.0 if c[i] else -1.0 for i in factors) / 4.0 for c in CELLS}
+
+
+def simple_weights(factor: str, within: Mapping[str, bool]) -> dict[Cell, float]:
+    """The simple effect of ``factor`` at the levels ``within`` of other factors (e.g. BN within MLPs: factor "bn",
+    within {"conv": False}): the mean of the cells at those levels with the factor on minus those with it off,
+    averaged over the remaining factors. Cells at other levels get weight 0."""
+    i = FACTORS.index(factor)
+    chosen = [c for c in CELLS if all(c[FACTORS.index(f)] == on for f, on in within.items())]
+    half = len(chosen) / 2
+    return {c: ((1.0 if c[i] else -1.0) / half if c in chosen else 0.0) for c in CELLS}
+
+
+def common_seeds(cells: Mapping[Cell, Mapping[int, float]]) -> list[int]:
+    """The seeds present in all 8 cells. A missing cell, or no common seed -> ValueError."""
+    missing = [c for c in CELLS if c not in cells]
+    if missing:
+        raise ValueError(f"factorial: missing cell(s): {'; '.join(_cell_name(c) for c in missing)}")
+    seeds = sorted(set.intersection(*(set(cells[c]) for c in CELLS)))
+    if not seeds:
+        raise ValueError("factorial: no seed is present in all 8 cells")
+    return seeds
+
+
+def contrast(cells: Mapping[Cell, Mapping[int, float]], weights: Mapping[Cell, float]) -> Interval:
+    """mean_ci over the seeds common to all 8 cells of the per-seed contrast sum_c weights[c] * cells[c][seed]."""
+    seeds = common_seeds(cells)
+    return mean_ci([sum(w * cells[c][k] for c, w in weights.items()) for k in seeds])
+
+
+def factorial_effects(cells: Mapping[Cell, Mapping[int, float]]) -> dict[str, Interval]:
+    """Main effects and interactions of the 2^3 design over FACTORS, seeds as replicates.
+
+    Each term's Interval is mean_ci over the per-seed contrasts of ``term_weights``. Keys (TERMS): "conv", "bn",
+    "dropout", "conv:bn", "conv:dropout", "bn:dropout", "conv:bn:dropout". A missing cell or no seed common to
+    all cells -> ValueError.
+    """
+    return {term: contrast(cells, term_weights(term)) for term in TERMS}
+
+
+def t_test_p(interval: Interval) -> float:
+    """Two-sided p of the one-sample t-test of mean 0 behind ``interval`` (t = mean / (std / sqrt(n)), df = n - 1).
+
+    nan where there is no test (n < 2, or a missing std); a zero spread gives 1 at mean 0 and 0 elsewhere.
+    """
+    mean, std, n = interval.mean, interval.std, interval.n
+    if n < 2 or not (math.isfinite(mean) and math.isfinite(std)):
+        return math.nan
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    return t_two_sided_p(mean / (std / math.sqrt(n)), n - 1)
+
+
+def decision(p_adjusted: float, estimate: float, claimed_sign: int) -> str:
+    """The verdict of a tested claim: where p_adjusted < ALPHA, "agrees" if the estimate's sign is
+    ``claimed_sign`` and "differs" if not; "inconclusive" otherwise (a nan p included). claimed_sign not in
+    (1, -1) -> ValueError."""
+    if claimed_sign not in (1, -1):
+        raise ValueError(f"decision: claimed_sign must be +1 or -1, got {claimed_sign!r}")
+    if not p_adjusted < ALPHA or estimate == 0:
+        return "inconclusive"
+    return "agrees" if math.copysign(1, estimate) == claimed_sign else "differs"
+
+
+def seeds_for_power(interval: Interval, power: float = 0.8, max_seeds: int = 1000) -> int | None:
+    """Seeds a paired t-test at two-sided level ALPHA needs for ``power`` if the true mean and spread were the
+    estimates of ``interval``: the smallest n >= 2 with n >= ((t_{1-ALPHA/2, n-1} + t_{power, n-1}) s / |mean|)^2
+    (the normal approximation with t quantiles). None where no n <= max_seeds does (or no spread)."""
+    mean, std = interval.mean, interval.std
+    if not (math.isfinite(mean) and math.isfinite(std)) or mean == 0 or std == 0:
+        return None
+    ratio = std / abs(mean)
+    for n in range(2, max_seeds + 1):
+        if n >= ((t_quantile(1 - ALPHA / 2, n - 1) + t_quantile(power, n - 1)) * ratio) ** 2:
+            return n
+    return None
+
+
+def verdict(interval: Interval, claimed_sign: int) -> str:
+    """Which side of 0 a 95 % interval lies on: "agrees" (the claimed side), "differs" or "inconclusive" (it
+    includes 0, or there is none). claimed_sign not in (1, -1) -> ValueError."""
+    if claimed_sign not in (1, -1):
+        raise ValueError(f"verdict: claimed_sign must be +1 or -1, got {claimed_sign!r}")
+    low, high = interval.ci_low, interval.ci_high
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if low > 0:
+        return "agrees" if claimed_sign == 1 else "differs"
+    if high < 0:
+        return "agrees" if claimed_sign == -1 else "differs"
+    return "inconclusive"
+
+
+def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 2:
+        return math.nan
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    denom = math.sqrt(float(np.sum(sx * sx)) * float(np.sum(sy * sy)))
+    return float(np.sum(sx * sy)) / denom if denom > 0 else math.nan
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (tie-corrected). Fewer than 2 points, or all x (or all y) tied -> nan."""
+    xa, ya = _finite_array(x, "kendall_tau x"), _finite_array(y, "kendall_tau y")
+    if xa.size != ya.size:
+        raise ValueError(f"kendall_tau: x has {xa.size} values, y has {ya.size}")
+    return _tau_b(xa, ya)
+
+
+def kendall_tau_group_bootstrap(
+    x: Sequence[float], y: Sequence[float], groups: Sequence[str], resamples: int = 2000, seed: int = 0
+) -> Interval:
+    """Kendall's tau over all points with a 95 % percentile CI from resampling whole groups with replacement.
+
+    mean = tau on the data, std = std of the bootstrap taus, low/high = 2.5/97.5 percentiles of the finite
+    bootstrap taus (nan if none), n = number of points. Deterministic for a given `seed`.
+    """
+    xa, ya = _finite_array(x, "kendall_tau_group_bootstrap x"), _finite_array(y, "kendall_tau_group_bootstrap y")
+    g = list(groups)
+    if not (xa.size == ya.size == len(g)):
+        raise ValueError(f"kendall_tau_group_bootstrap: lengths differ (x {xa.size}, y {ya.size}, groups {len(g)})")
+    if resamples < 1:
+        raise ValueError(f"kendall_tau_group_bootstrap: resamples must be >= 1, got {resamples}")
+    names = sorted(set(g))
+    members = [np.array([i for i, gi in enumerate(g) if gi == name]) for name in names]
+    rng = np.random.default_rng(seed)
+    taus = np.empty(resamples)
+    for r in range(resamples):
+        idx = np.concatenate([members[j] for j in rng.integers(0, len(names), size=len(names))])
+        taus[r] = _tau_b(xa[idx], ya[idx])
+    finite = taus[np.isfinite(taus)]
+    std = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+    low, high = (float(q) for q in np.percentile(finite, [2.5, 97.5])) if finite.size else (math.nan, math.nan)
+    return Interval(_tau_b(xa, ya), std, low, high, int(xa.size))
+
+
+def holm(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm step-down adjusted p-values: monotone in the raw p-values, capped at 1. p outside [0, 1] -> ValueError."""
+    for name, p in p_values.items():
+        if not (0.0 <= p <= 1.0):
+            raise ValueError(f"holm: p-value for {name!r} is {p}, not in [0, 1]")
+    m = len(p_values)
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for rank, (name, p) in enumerate(sorted(p_values.items(), key=lambda kv: kv[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[name] = running
+    return {name: adjusted[name] for name in p_values}
+
+
+def holm_family(p_values: Mapping[str, float]) -> dict[str, float]:
+    """``holm`` over a family fixed in advance in which some members may have no test (p nan): those count in the
+    family as p = 1, so they make the others' adjustment no milder, and their own adjusted p stays nan."""
+    adjusted = holm({k: 1.0 if math.isnan(p) else p for k, p in p_values.items()})
+    return {k: math.nan if math.isnan(p) else adjusted[k] for k, p in p_values.items()}

@@ -1,0 +1,417 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every section is a frozen dataclass. ``load_params`` reads the YAML once,
+checks every key (unknown, missing, type, range, consistency) and raises
+``StudyError`` with the key, the bad value and what is allowed. The library
+never reads ``params.yaml`` itself; stages pass these objects down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from landscape.errors import StudyError
+from landscape.probes.settings import (
+    BN_MODES,
+    NOISE_MODES,
+    NORMALIZATIONS,
+    PARAMETER_SETS,
+    CurvatureSettings,
+    NoiseSettings,
+    PathSettings,
+    SliceSettings,
+    SurfaceSettings,
+)
+from landscape.study.validation import (
+    ALL_POSITIVE,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    checked,
+    closest,
+    coerce,
+    one_of,
+    rule,
+    section,
+    subset_of,
+)
+
+N_TRAIN_IMAGES = 60000
+FAMILIES = ("mlp", "cnn")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    mirror: str
+    urls: list[str]
+    sha256: dict[str, str]
+    val_size: int = checked(**rule(f"an integer in [1, {N_TRAIN_IMAGES - 1}]", lambda v: 0 < v < N_TRAIN_IMAGES))
+    split_seed: int = checked(**NON_NEGATIVE)
+    train_eval_size: int = checked(**POSITIVE)
+
+
+NAMES = rule(
+    "a non-empty list of distinct variant names",
+    lambda v: len(v) > 0 and len(set(v)) == len(v),
+)
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """The study matrix: every variant is trained once per seed and probed the same way."""
+
+    seeds: list[int] = checked(
+        **rule(
+            "a non-empty list of distinct integers >= 0", lambda v: len(v) > 0 and len(set(v)) == len(v) and min(v) >= 0
+        )
+    )
+    variants: list[str] = checked(**NAMES)  # every probe stage and the aggregate run over these
+    train_mlp: list[str] = checked(**NAMES)  # the MLP-family variants (dvc.yaml's train_mlp group)
+    train_cnn: list[str] = checked(**NAMES)  # the CNN-family variants (train_cnn group)
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    """One cell of the conv x BN x dropout factorial."""
+
+    conv: bool
+    bn: bool
+    dropout: bool
+
+    @property
+    def family(self) -> str:
+        return "cnn" if self.conv else "mlp"
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = checked(**POSITIVE)
+    batch_size: int = checked(**POSITIVE)
+    optimizer: str = checked(**one_of("sgd", "adam"))
+    lr: float = checked(**POSITIVE)
+    momentum: float = checked(**PROBABILITY)
+    weight_decay: float = checked(**NON_NEGATIVE)
+    schedule: str = checked(**one_of("constant", "cosine"))
+    target_acc: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    """Where and how a stage computes: settings that change results only by float rounding.
+
+    Training and every probe read them; a change reruns those stages, whose numbers may move in the
+    last digits (the seed CIs put that in proportion, README "Reproducibility").
+    """
+
+    device: str = checked(**one_of("auto", "cpu", "cuda"))  # auto: CUDA when present
+    eval_batch_size: int = checked(**POSITIVE)  # images per evaluation batch (no_grad passes)
+    threads: int = checked(**NON_NEGATIVE)  # torch intra-op threads; 0: torch's default (one per core)
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    hidden: list[int] = checked(**ALL_POSITIVE)
+
+
+@dataclass(frozen=True)
+class CNNParams:
+    channels: list[int] = checked(**ALL_POSITIVE)
+    fc: int = checked(**POSITIVE)
+
+
+@dataclass(frozen=True)
+class DropoutParams:
+    """Model B's dropout rates, used by every variant with ``dropout: true`` (MLP and CNN family alike)."""
+
+    conv: float = checked(**PROBABILITY)  # after the feature extractor (MLP: after the first hidden layer)
+    fc: float = checked(**PROBABILITY)  # after the last hidden layer
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that builds one network; stored inside its checkpoint.
+
+    ``dropout`` holds the two rates of Model B (after the feature extractor, after the last
+    hidden layer), both 0 for variants without dropout.
+    """
+
+    family: str
+    widths: list[int]  # MLP: hidden widths; CNN: conv channels
+    fc: int  # CNN: hidden fc width; MLP: 0
+    bn: bool
+    dropout: list[float]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Fixed seeded subsets a probe evaluates on (the same images for every variant and seed)."""
+
+    train: int = checked(**NON_NEGATIVE)  # training images (0: not evaluated)
+    val: int = checked(**NON_NEGATIVE)  # validation images (0: not evaluated)
+    bn: int = checked(**POSITIVE)  # training images that recalibrate BN statistics
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """What every probe shares: the perturbed parameter set and the evaluation batch."""
+
+    parameters: str = checked(**one_of(*PARAMETER_SETS))  # weights: dim > 1 only (Li et al.); all: + biases, BN
+    bn: list[str] = checked(**subset_of(*BN_MODES))  # BN handling after a perturbation, for variants with BN
+
+
+@dataclass(frozen=True)
+class RobustnessParams:
+    sigmas: list[float] = checked(**rule("a non-empty list of numbers >= 0", lambda v: len(v) > 0 and min(v) >= 0))
+    trials: int = checked(**POSITIVE)
+    modes: list[str] = checked(**subset_of(*NOISE_MODES))
+    drops: list[float] = checked(**ALL_POSITIVE)
+    samples: Samples
+
+    def noise_settings(self, probes: ProbeParams, seeds: Sequence[int]) -> NoiseSettings:
+        """The noise probe's settings: these levels and modes, the shared parameter set and BN handling, and
+        one noise draw per seed (``len(seeds)`` = trials)."""
+        return NoiseSettings(
+            sigmas=tuple(self.sigmas), seeds=tuple(seeds), modes=tuple(self.modes), parameters=probes.parameters,
+            bn=tuple(probes.bn),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SliceParams:
+    directions: int = checked(**POSITIVE)
+    points: int = checked(
+        **rule("an odd integer >= 3 (the grid must contain alpha = 0)", lambda v: v >= 3 and v % 2 == 1)
+    )
+    span: float = checked(**POSITIVE)
+    normalization: str = checked(**one_of(*NORMALIZATIONS))
+    fit_fraction: float = checked(**rule("a number in (0, 1]", lambda v: 0 < v <= 1))
+    taus: list[float] = checked(**ALL_POSITIVE)
+    samples: Samples
+    surface_points: int = checked(**rule("an odd integer >= 3", lambda v: v >= 3 and v % 2 == 1))
+    surface_span: float = checked(**POSITIVE)
+    surface_samples: Samples
+
+    def slice_settings(self, probes: ProbeParams, seeds: Sequence[int]) -> SliceSettings:
+        """The 1-D slices' settings, one direction per seed; d^T H d on the "train" split."""
+        return SliceSettings(
+            points=self.points, span=self.span, seeds=tuple(seeds), normalization=self.normalization,
+            parameters=probes.parameters, bn=tuple(probes.bn), hessian_split="train",
+        )  # fmt: skip
+
+    def surface_settings(self, probes: ProbeParams, seeds: Sequence[int]) -> SurfaceSettings:
+        """The 2-D surface's settings; ``seeds`` gives its two directions."""
+        return SurfaceSettings(
+            points=self.surface_points, span=self.surface_span, seeds=tuple(seeds), normalization=self.normalization,
+            parameters=probes.parameters,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PathParams:
+    points: int = checked(**rule("an integer >= 2", lambda v: v >= 2))  # on t in [0, 1]
+    margin: float = checked(**NON_NEGATIVE)  # the path continues to t = 1 + margin
+    samples: Samples
+
+    def path_settings(self) -> PathSettings:
+        """The path's settings: BN recalibrated at every t for a model with BN."""
+        return PathSettings(points=self.points, margin=self.margin)
+
+
+@dataclass(frozen=True)
+class CurvatureParams:
+    top_k: int = checked(**POSITIVE)
+    lanczos_iterations: int = checked(**POSITIVE)
+    hutchinson_samples: int = checked(**rule("an integer >= 2", lambda v: v >= 2))
+    flatness_samples: int = checked(**rule("an integer >= 2", lambda v: v >= 2))
+    layer_directions: int = checked(**POSITIVE)
+    samples: Samples
+
+    def curvature_settings(
+        self, probes: ProbeParams, seeds: Mapping[str, int], layer_seeds: Sequence[int]
+    ) -> CurvatureSettings:
+        """The curvature probe's settings; ``seeds`` holds the "lanczos", "hutchinson" and "flatness" streams'
+        seeds and ``layer_seeds`` one per layer direction."""
+        return CurvatureSettings(
+            top_k=self.top_k, lanczos_iterations=self.lanczos_iterations, hutchinson_samples=self.hutchinson_samples,
+            flatness_samples=self.flatness_samples, layer_seeds=tuple(layer_seeds), parameters=probes.parameters,
+            lanczos_seed=seeds["lanczos"], hutchinson_seed=seeds["hutchinson"], flatness_seed=seeds["flatness"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClaimRuleParams:
+    """The rules that turn two of the reference's claims into tests; only the aggregate stage reads them."""
+
+    reference: str  # the variant (Model A) whose mean noise drop over seeds fixes "moderate" noise
+    moderate_drop: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))  # fraction: 0.01 = 1 pp
+    early_epochs: int = checked(**rule("an integer >= 2", lambda v: v >= 2))  # "trains faster": loss area 1..this
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    study: StudyParams
+    train: TrainParams
+    runtime: RuntimeParams
+    mlp: MLPParams
+    cnn: CNNParams
+    dropout: DropoutParams
+    variants: dict[str, VariantParams]
+    probes: ProbeParams
+    robustness: RobustnessParams
+    slice: SliceParams
+    path: PathParams
+    curvature: CurvatureParams
+    claim_rules: ClaimRuleParams
+
+    def variant(self, name: str) -> VariantParams:
+        if name not in self.variants:
+            raise StudyError(
+                f"unknown variant '{name}'.{closest(name, list(self.variants))} "
+                f"Variants in params.yaml: {', '.join(self.variants)}."
+            )
+        return self.variants[name]
+
+    def model_config(self, name: str) -> ModelConfig:
+        """The network of variant ``name``: its family's widths, with BN and dropout as the variant says."""
+        v = self.variant(name)
+        rates = [self.dropout.conv, self.dropout.fc] if v.dropout else [0.0, 0.0]
+        if v.conv:
+            return ModelConfig("cnn", list(self.cnn.channels), self.cnn.fc, v.bn, rates)
+        return ModelConfig("mlp", list(self.mlp.hidden), 0, v.bn, rates)
+
+
+def _check_subset_sizes(p: Params) -> None:
+    n_fit = N_TRAIN_IMAGES - p.data.val_size
+    subsets = {"data.train_eval_size": p.data.train_eval_size}
+    for probe in ("robustness", "slice", "path", "curvature"):
+        for field_name in ("samples", "surface_samples"):
+            s = getattr(getattr(p, probe), field_name, None)
+            if s is not None:
+                subsets |= {f"{probe}.{field_name}.train": s.train, f"{probe}.{field_name}.bn": s.bn}
+                if s.val > p.data.val_size:
+                    raise StudyError(
+                        f"params.yaml: '{probe}.{field_name}.val' = {s.val} is larger than the validation split "
+                        f"(data.val_size = {p.data.val_size}). Lower it."
+                    )
+    for key, value in subsets.items():
+        if value > n_fit:
+            raise StudyError(
+                f"params.yaml: '{key}' = {value} is larger than the training split "
+                f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower it."
+            )
+    if p.curvature.samples.train < 1:
+        raise StudyError("params.yaml: 'curvature.samples.train' = 0; the Hessian needs training images (use >= 1).")
+
+
+def _check_study(p: Params) -> None:
+    s = p.study
+    for name in s.variants:
+        p.variant(name)
+    for group, family in (("train_mlp", "mlp"), ("train_cnn", "cnn")):
+        for name in getattr(s, group):
+            if p.variant(name).family != family:
+                raise StudyError(
+                    f"params.yaml: 'study.{group}' lists '{name}', but variants.{name} has conv: "
+                    f"{p.variant(name).conv}, so it belongs to train_{p.variant(name).family}. Move it there."
+                )
+    trained = set(s.train_mlp) | set(s.train_cnn)
+    if trained != set(s.variants):
+        raise StudyError(
+            "params.yaml: 'study.variants' must list exactly the variants of 'study.train_mlp' and 'study.train_cnn' "
+            f"(every probed run must be trained, and every trained run probed); they differ in "
+            f"{sorted(trained ^ set(s.variants))}."
+        )
+
+
+def _consistency(p: Params) -> None:
+    n_fit = N_TRAIN_IMAGES - p.data.val_size
+    if p.train.batch_size > n_fit:
+        raise StudyError(
+            f"params.yaml: 'train.batch_size' = {p.train.batch_size} is larger than the training split "
+            f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower the batch size or data.val_size."
+        )
+    if len(p.cnn.channels) > 4:
+        raise StudyError(
+            f"params.yaml: 'cnn.channels' = {p.cnn.channels} has {len(p.cnn.channels)} blocks; each halves 28x28 "
+            "images, so at most 4 are allowed."
+        )
+    _check_study(p)
+    _check_subset_sizes(p)
+    half = p.slice.points // 2
+    if int(half * p.slice.fit_fraction + 1e-9) < 1:
+        raise StudyError(
+            f"params.yaml: 'slice.points' = {p.slice.points} with 'slice.fit_fraction' = {p.slice.fit_fraction} "
+            "leaves fewer than 3 grid points for the quadratic fit; use points >= "
+            f"{2 * math.ceil(1 / p.slice.fit_fraction) + 1} or a larger fit_fraction."
+        )
+    sigmas = p.robustness.sigmas
+    if min(sigmas) != 0:
+        raise StudyError(
+            f"params.yaml: 'robustness.sigmas' = {sigmas} must include 0, the unperturbed baseline "
+            "that accuracy drops are measured from."
+        )
+    if sorted(sigmas) != sigmas or len(set(sigmas)) != len(sigmas):
+        raise StudyError(f"params.yaml: 'robustness.sigmas' = {sigmas} must be strictly increasing.")
+    reference = p.claim_rules.reference
+    if reference not in p.variants:
+        hint = closest(reference, list(p.variants))
+        raise StudyError(
+            f"params.yaml: 'claim_rules.reference' = '{reference}' is no variant.{hint} "
+            f"Variants in params.yaml: {', '.join(p.variants)}."
+        )
+    if p.claim_rules.early_epochs > p.train.epochs:
+        raise StudyError(
+            f"params.yaml: 'claim_rules.early_epochs' = {p.claim_rules.early_epochs} is more than train.epochs = "
+            f"{p.train.epochs}; the validation-loss area needs that many epochs of history."
+        )
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Params)]
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a parsed params mapping and return the typed view."""
+    if not isinstance(raw, dict):
+        raise StudyError("params.yaml must be a mapping with sections: " + ", ".join(SECTIONS) + ".")
+    for key in raw:
+        if key not in SECTIONS:
+            raise StudyError(
+                f"params.yaml: unknown section '{key}'.{closest(str(key), list(SECTIONS))} "
+                f"Allowed sections: {', '.join(SECTIONS)}."
+            )
+    for key in SECTIONS:
+        if key not in raw:
+            raise StudyError(f"params.yaml: missing section '{key}'.")
+    hints = get_type_hints(Params)
+    keys = {s: [f.name for f in dataclasses.fields(hints[s])] for s in SECTIONS if dataclasses.is_dataclass(hints[s])}
+
+    def typed(name: str) -> Any:
+        if name not in keys:
+            return coerce(raw[name], hints[name], name)
+        return section(hints[name], raw[name], name, {s: k for s, k in keys.items() if s != name})
+
+    params = Params(**{name: typed(name) for name in SECTIONS})
+    _consistency(params)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; any problem is a ``StudyError`` naming the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise StudyError(f"cannot read {path}: {e.strerror}. Run the stage from the repository root.") from None
+    try:
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 20x faster, same result
+    except yaml.YAMLError as e:
+        raise StudyError(f"{path} is not valid YAML: {e}") from None
+    return parse_params(raw)

@@ -1,0 +1,306 @@
+"""The metrics schema: typed summaries of every probe, and their JSON form.
+
+This is the only module that knows metric keys. Probes return these objects, stages write
+them with ``to_json``, and the aggregate, report and figures read them back with
+``from_json``; nothing parses a key string. Keys that hold a number (a sigma, a drop, a tau)
+are built once by ``number_key`` ("sigma_0p01", "drop_1pp") and the number itself is stored
+beside them, so readers never take a key apart. No key contains "=" or "." (DVC flattens
+nested keys with dots), and every key reads as a `dvc metrics show` column.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def number_key(prefix: str, value: float) -> str:
+    """``number_key("sigma", 0.01) == "sigma_0p01"``: the same format for every number, no dots."""
+    return f"{prefix}_{value:g}".replace(".", "p").replace("-", "m")
+
+
+def drop_key(drop: float) -> str:
+    """An accuracy drop (a fraction) as whole percentage points: 0.01 -> "drop_1pp"."""
+    return f"drop_{100 * drop:g}pp".replace(".", "p")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample std over the draws of ONE run (noise trials, directions): measurement noise."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def se(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.nan
+
+    @classmethod
+    def of(cls, values) -> Spread:
+        v = np.asarray(list(values), float)
+        return cls(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v))
+
+
+@dataclass(frozen=True)
+class Censored:
+    """A threshold crossing: ``value`` is exact, or a lower bound when ``censored`` (never reached)."""
+
+    value: float
+    censored: bool
+
+
+@dataclass(frozen=True)
+class Score:
+    loss: float
+    acc: float
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    variant: str
+    seed: int
+    family: str
+    n_parameters: int
+    epochs: int
+    device: str
+    train: Score  # eval mode, whole training split
+    val: Score
+    test: Score
+    gap: float  # train.acc - val.acc, both eval mode
+    gap_running: float  # running train accuracy of the last epoch (dropout on, weights moving) - val.acc
+    train_acc_modes: dict[
+        str, float
+    ]  # at the final weights, on the train-eval subset: dropout_<on|off>_bn_<batch|running>
+    train_acc_running: float  # the last epoch's running average
+    target_acc: float
+    epochs_to_target: Censored  # first epoch whose eval-mode validation accuracy reaches target_acc
+
+
+@dataclass(frozen=True)
+class SigmaPoint:
+    sigma: float
+    acc: Spread  # over noise trials
+    drop: Spread  # acc(0) - acc(sigma) per trial (fraction; paired on the same images)
+
+
+@dataclass(frozen=True)
+class NoiseCurve:
+    mode: str
+    bn: str
+    points: dict[str, SigmaPoint]  # number_key("sigma", s)
+    sigma_star: dict[str, Censored]  # drop_key(d): where the mean drop first exceeds d, interpolated in log sigma
+    drops: dict[str, float]  # drop_key(d) -> d
+
+
+@dataclass(frozen=True)
+class RobustnessSummary:
+    variant: str
+    seed: int
+    split: str
+    parameters: str
+    trials: int
+    samples: int
+    curves: dict[str, dict[str, NoiseCurve]]  # mode -> bn -> curve
+
+
+@dataclass(frozen=True)
+class Width:
+    tau: float
+    width: Spread  # W_tau over directions (censored ones enter as their lower bound)
+    censored: int  # directions where tau was not reached within the span
+
+
+@dataclass(frozen=True)
+class SliceCurve:
+    loss_at_0: float
+    curvature_fit: Spread  # 2a of the quadratic fit on |alpha| <= fit window
+    fit_r2: Spread
+    fit_slope: Spread
+    widths: dict[str, Width]  # number_key("tau", t)
+    loss_at_minus_span: Spread
+    loss_at_plus_span: Spread
+
+
+@dataclass(frozen=True)
+class SliceSummary:
+    variant: str
+    seed: int
+    parameters: str
+    directions: int
+    fit_window: float
+    theta_norm: float
+    direction_norm_rel: Spread
+    curvature_exact: Spread  # d^T H d per direction: Hessian of the training subset's loss, eval mode (BN frozen)
+    curvature_exact_per_direction: list[float]
+    curvature_fit_per_direction: list[float]  # the fitted 2a on the training subset, BN frozen, same directions
+    curves: dict[str, dict[str, SliceCurve]]  # bn -> split -> curve
+    surface_area: dict[str, float]  # number_key("tau", t): fraction of the 2-D grid with L - L(0) <= tau
+
+
+@dataclass(frozen=True)
+class PathSummary:
+    variant: str
+    seed: int
+    bn: str
+    distance_rel: float  # ||theta_T - theta_0|| / ||theta_0||, every parameter
+    loss_at_0: dict[str, float]  # split -> L(theta_0)
+    loss_at_1: dict[str, float]
+    acc_at_1: dict[str, float]
+    monotonic: dict[str, bool]  # L(t) never rises > summaries.path.path_summary's tolerance (1e-3 nats) on [0, 1]
+    max_rise: dict[str, float]  # largest rise of L over an earlier minimum on [0, 1]
+    barrier: dict[str, float]  # max over t in [0, 1] of L(t) - ((1 - t) L(0) + t L(1))
+
+
+@dataclass(frozen=True)
+class LayerCurvature:
+    name: str
+    fan_in: int  # weights per output unit (the unit of filter normalization)
+    trace: float
+    trace_se: float
+    flatness: float  # relative flatness kappa_l (Petzka et al. 2021)
+    flatness_se: float
+    slice_curvature: Spread  # d_l^T H d_l over filter-normalized directions perturbing only this tensor
+
+
+@dataclass(frozen=True)
+class CurvatureSummary:
+    variant: str
+    seed: int
+    parameters: str
+    samples: int
+    eigenvalues: list[float]  # top-k of H, descending
+    eigen_residuals: list[float]  # ||Hq - theta q|| / |theta| per Ritz pair
+    trace: float
+    trace_se: float
+    flatness: float  # sum over weight tensors of kappa_l
+    flatness_se: float
+    flatness_feature: float  # kappa of the classifier layer, the one the paper uses
+    flatness_feature_se: float
+    layers: list[LayerCurvature] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """Every summary of one (variant, training seed) run."""
+
+    train: TrainSummary
+    robustness: RobustnessSummary
+    slice: SliceSummary
+    path: PathSummary
+    curvature: CurvatureSummary
+
+
+PROBES = {
+    "train": TrainSummary,
+    "robustness": RobustnessSummary,
+    "slice": SliceSummary,
+    "path": PathSummary,
+    "curvature": CurvatureSummary,
+}
+TRAIN_MODES = ("dropout_on_bn_batch", "dropout_on_bn_running", "dropout_off_bn_batch", "dropout_off_bn_running")
+
+
+VAL_ACC, TEST_ACC, GAP, GAP_RUNNING = "val_acc", "test_acc", "gap", "gap_running"
+N_PARAMETERS, EPOCHS_TO_TARGET = "n_parameters", "epochs_to_target"
+CURVATURE_EXACT, LAMBDA_MAX, TRACE = "curvature_exact", "lambda_max", "trace"
+FLATNESS, FLATNESS_FEATURE, PATH_DISTANCE = "relative_flatness", "relative_flatness_feature", "path_distance"
+
+
+def sigma_star(mode: str, bn: str, drop: float) -> str:
+    """sigma*_d of noise ``mode`` with BN ``bn``; ``drop`` is a fraction (0.01 = 1 pp)."""
+    return f"sigma_star_{mode}_{bn}_{drop_key(drop)}"
+
+
+def accuracy_at(mode: str, bn: str, sigma: float) -> str:
+    """Mean validation accuracy under noise ``mode`` at ``sigma`` (> 0; sigma = 0 is no measure)."""
+    return f"acc_{mode}_{bn}_{number_key('sigma', sigma)}"
+
+
+def drop_at(mode: str, bn: str, sigma: float) -> str:
+    """Mean validation accuracy drop (pp) under noise ``mode`` at ``sigma`` (> 0)."""
+    return f"drop_{mode}_{bn}_{number_key('sigma', sigma)}"
+
+
+def curvature_fit(bn: str, split: str) -> str:
+    """The slices' fitted 2a on ``split`` with BN ``bn`` (each run's mean over directions)."""
+    return f"curvature_fit_{bn}_{split}"
+
+
+def width(bn: str, split: str, tau: float) -> str:
+    """Basin width W_tau of the slices on ``split`` with BN ``bn`` (censored when tau was not reached)."""
+    return f"width_{bn}_{split}_{number_key('tau', tau)}"
+
+
+def train_mode_gap(dropout_on: bool, bn_batch: bool) -> str:
+    """Train accuracy at the final weights in one cell of the dropout x BN-statistics 2 x 2, minus val accuracy."""
+    mode = f"dropout_{'on' if dropout_on else 'off'}_bn_{'batch' if bn_batch else 'running'}"
+    if mode not in TRAIN_MODES:
+        raise ValueError(f"train_mode_gap: {mode} is not one of {TRAIN_MODES}")
+    return f"gap_{mode}"
+
+
+def path_barrier(split: str) -> str:
+    return f"path_barrier_{split}"
+
+
+def path_max_rise(split: str) -> str:
+    return f"path_max_rise_{split}"
+
+
+def path_monotonic(split: str) -> str:
+    """1.0 for a run whose path loss is monotonic on [0, 1], else 0.0; its mean is the monotonic fraction."""
+    return f"path_monotonic_{split}"
+
+
+def run_measures(run: RunResults) -> dict[str, Censored]:
+    """One run's scalar measures by name: what the study aggregates over training seeds.
+
+    Accuracies and gaps are fractions except ``drop_*`` (percentage points); ``censored`` marks a
+    lower bound (a threshold never reached). ``acc_<mode>_<bn>_sigma_*`` is the whole validation split's
+    accuracy minus the mean noise drop, which is measured paired on the probe's fixed subset: the subset's
+    own sampling error (shared by every seed, so invisible in a CI over seeds) does not enter it.
+    """
+    t = run.train
+    out: dict[str, float | Censored] = {
+        N_PARAMETERS: t.n_parameters,
+        VAL_ACC: t.val.acc,
+        TEST_ACC: t.test.acc,
+        "train_acc": t.train.acc,
+        GAP: t.gap,
+        GAP_RUNNING: t.gap_running,
+        EPOCHS_TO_TARGET: t.epochs_to_target,
+    }
+    for mode in TRAIN_MODES:
+        out[f"gap_{mode}"] = t.train_acc_modes[mode] - t.val.acc  # = train_mode_gap(...) of that cell
+    for mode, by_bn in run.robustness.curves.items():
+        for bn, curve in by_bn.items():
+            for point in curve.points.values():
+                if point.sigma > 0:  # accuracy on the whole validation split minus the drop, paired on the subset
+                    out[accuracy_at(mode, bn, point.sigma)] = t.val.acc - point.drop.mean
+                    out[drop_at(mode, bn, point.sigma)] = 100 * point.drop.mean
+            for key, star in curve.sigma_star.items():
+                out[sigma_star(mode, bn, curve.drops[key])] = star
+    s = run.slice
+    out[CURVATURE_EXACT] = s.curvature_exact.mean
+    for bn, by_split in s.curves.items():
+        for split, c in by_split.items():
+            out[curvature_fit(bn, split)] = c.curvature_fit.mean
+            for w in c.widths.values():
+                out[width(bn, split, w.tau)] = Censored(w.width.mean, w.censored > 0)
+    for key, area in s.surface_area.items():
+        out[f"surface_area_{key}"] = area
+    p = run.path
+    out[PATH_DISTANCE] = p.distance_rel
+    for split in p.barrier:
+        out[path_barrier(split)] = p.barrier[split]
+        out[path_max_rise(split)] = p.max_rise[split]
+        out[path_monotonic(split)] = float(p.monotonic[split])
+    c = run.curvature
+    out[LAMBDA_MAX] = c.eigenvalues[0] if c.eigenvalues else math.nan
+    out[TRACE] = c.trace
+    out[FLATNESS] = c.flatness
+    out[FLATNESS_FEATURE] = c.flatness_feature
+    return {k: v if isinstance(v, Censored) else Censored(float(v), False) for k, v in out.items()}

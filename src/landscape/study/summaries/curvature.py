@@ -1,0 +1,51 @@
+"""The curvature probe of one run: its settings from params.yaml and its summary."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from landscape.probes.data import Split
+from landscape.probes.directions import stream_seed
+from landscape.probes.layers import CurvatureResult, curvature
+from landscape.study.params import CurvatureParams, ProbeParams
+from landscape.study.results import CurvatureSummary, LayerCurvature, Spread
+from landscape.study.summaries import stream_seeds
+
+STREAMS = ("lanczos", "hutchinson", "flatness")  # one seed each, draw 0
+
+
+def curvature_summary(result: CurvatureResult, parameters: str, variant: str, seed: int) -> CurvatureSummary:
+    """The summary schema of a curvature result; the "feature" flatness is the classifier's (the last weight
+    tensor, acting on the feature layer), the one Petzka et al. use."""
+    feature = max(i for i, layer in enumerate(result.layers) if len(layer.shape) > 1)
+    flat = result.flatness
+    return CurvatureSummary(
+        variant=variant,
+        seed=seed,
+        parameters=parameters,
+        samples=result.samples,
+        eigenvalues=result.eigen.values,
+        eigen_residuals=result.eigen.residuals,
+        trace=result.trace.total,
+        trace_se=result.trace.total_se,
+        flatness=flat.total,
+        flatness_se=flat.total_se,
+        flatness_feature=flat.per_tensor[feature],
+        flatness_feature_se=flat.per_tensor_se[feature],
+        layers=[
+            LayerCurvature(
+                q.name, q.fan_in, q.trace, q.trace_se, q.flatness, q.flatness_se, Spread.of(q.slice_curvature)
+            )
+            for q in result.layers
+        ],
+    )
+
+
+def curvature_probe(
+    model: nn.Module, split: Split, batch_size: int, p: CurvatureParams, probes: ProbeParams, variant: str, seed: int
+) -> CurvatureSummary:
+    """The curvature probe of run (variant, seed) on ``split``: its summary."""
+    seeds = {s: stream_seed(f"curvature/{s}", variant, seed, 0) for s in STREAMS}
+    layer_seeds = stream_seeds("curvature/layer", variant, seed, p.layer_directions)
+    result = curvature(model, split, p.curvature_settings(probes, seeds, layer_seeds), batch_size=batch_size)
+    return curvature_summary(result, probes.parameters, variant, seed)

@@ -1,0 +1,246 @@
+"""One training run: a seeded model, shared training conditions, a per-epoch history.
+
+Read top to bottom: seed, build, optimizer and schedule, then for each epoch a
+shuffled pass over the in-memory training split followed by eval-mode
+measurements on a fixed training subset and on validation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from landscape.errors import StudyError
+from landscape.probes.evaluation import evaluate
+from landscape.probes.perturb import restored
+from landscape.study.data import Dataset, Split, batch_indices
+from landscape.study.device import prepare_for_device
+from landscape.study.models import build_model, count_parameters
+from landscape.study.params import ModelConfig, TrainParams
+from landscape.study.results import Censored, Score, TrainSummary
+
+GPU_CHECK_EVERY = 50  # batches between divergence checks on a GPU, where a check syncs the device
+
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "train_loss_running",
+    "train_acc_running",
+    "val_loss",
+    "val_acc",
+    "gap",
+]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float  # eval mode, fixed training subset
+    train_acc: float
+    train_loss_running: float  # average while training (dropout on, weights moving)
+    train_acc_running: float
+    val_loss: float
+    val_acc: float
+    gap: float  # train_acc - val_acc, both in eval mode
+
+
+def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    """SGD or Adam with the fused kernel: one pass over all parameters per step instead of a
+    Python loop over tensors, the optimizer's main cost for the small MLP."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True
+        )
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainParams, steps: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    split: Split,
+    batches: list[torch.Tensor],
+    where: str,
+    progress: bool = True,
+) -> tuple[float, float]:
+    """One pass over ``batches`` (index tensors on ``split``'s device); returns the running mean loss and accuracy.
+
+    Raises ``StudyError`` naming ``where`` and the first bad batch when the loss is not finite:
+    after that batch on the CPU, within ``GPU_CHECK_EVERY`` batches on a GPU (where each check
+    is a device sync).
+    """
+    model.train()
+    device = split.y.device
+    check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
+    losses = torch.empty(len(batches), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    checked = 0
+    bar = tqdm(batches, leave=False, unit="batch", disable=not progress, mininterval=0.5)
+    for step, idx in enumerate(bar):
+        x, y = split.x.index_select(0, idx), split.y.index_select(0, idx)  # a plain gather, cheaper than x[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        losses[step] = loss.detach()
+        if step + 1 - checked >= check_every or step + 1 == len(batches):
+            stop_if_diverged(losses[checked : step + 1], checked, optimizer, where)
+            checked = step + 1
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+        if progress and step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    sizes = [len(b) for b in batches]
+    seen = sum(sizes)
+    weights = torch.tensor(sizes, dtype=torch.float64, device=device)
+    return (losses.double() @ weights).item() / seen, correct.item() / seen
+
+
+def stop_if_diverged(losses: torch.Tensor, offset: int, optimizer: torch.optim.Optimizer, where: str) -> None:
+    """Raise if any of these per-batch losses (batch ``offset`` onwards) is NaN or infinite."""
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    bad = int((~finite).nonzero()[0])
+    lr = optimizer.param_groups[0]["lr"]
+    raise StudyError(
+        f"training {where}, batch {offset + bad + 1} diverged: the loss is {losses[bad].item()}. "
+        f"Lower 'train.lr' (the step used lr = {lr:g}). No model or metrics were written."
+    )
+
+
+def train_model(
+    name: str,
+    model_cfg: ModelConfig,
+    cfg: TrainParams,
+    seed: int,
+    data: Dataset,
+    train_eval: Split,
+    device: torch.device,
+    eval_batch_size: int,
+    *,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, torch.Tensor], list[EpochRecord]]:
+    """Train variant ``name`` under ``cfg`` with training seed ``seed``, evaluating after each epoch in batches
+    of ``eval_batch_size``; return the model, its initial state_dict and the per-epoch history. Raise
+    ``StudyError`` at once if the loss stops being finite."""
+    torch.manual_seed(seed)  # weight init and dropout masks
+    order = torch.Generator().manual_seed(seed)  # batch order, independent of the model's draws
+    model = prepare_for_device(build_model(model_cfg), device)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    optimizer = make_optimizer(model, cfg)
+    schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    history: list[EpochRecord] = []
+
+    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        batches = batch_indices(len(data.train), cfg.batch_size, order, device)
+        running_loss, running_acc = train_epoch(
+            model, optimizer, schedule, data.train, batches, f"{name} (seed {seed}) at epoch {epoch}", progress
+        )
+        train_score = evaluate(model, train_eval, eval_batch_size)
+        val_score = evaluate(model, data.val, eval_batch_size)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_score.loss,
+            train_acc=train_score.acc,
+            train_loss_running=running_loss,
+            train_acc_running=running_acc,
+            val_loss=val_score.loss,
+            val_acc=val_score.acc,
+            gap=train_score.acc - val_score.acc,
+        )
+        history.append(record)
+        epochs.set_postfix(val_acc=f"{val_score.acc:.4f}", gap=f"{record.gap:+.4f}")
+    return model.eval(), initial, history
+
+
+def history_rows(history: list[EpochRecord]) -> list[dict]:
+    return [asdict(r) for r in history]
+
+
+def train_split_accuracy_modes(model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
+    """Accuracy on ``split`` at fixed weights in the 2 x 2 of {dropout on, off} x {BN batch statistics,
+    running statistics}, batches of ``batch_size`` in order (as in training). Keys ``dropout_<on|off>_bn_<batch|
+    running>``; the model, its BN statistics and its train/eval flag are left as they were."""
+    out = {}
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    with restored(model):
+        try:
+            for bn in bns:
+                bn.momentum = 0.0  # batch statistics are used but never stored
+            for dropout_on in (True, False):
+                for bn_batch in (True, False):
+                    for m in model.modules():
+                        if isinstance(m, nn.Dropout):
+                            m.train(dropout_on)
+                    for bn in bns:
+                        bn.train(bn_batch)
+                    key = f"dropout_{'on' if dropout_on else 'off'}_bn_{'batch' if bn_batch else 'running'}"
+                    out[key] = evaluate(model, split, batch_size, keep_modes=True).acc
+        finally:
+            for bn, momentum in zip(bns, momenta, strict=True):
+                bn.momentum = momentum
+    return out
+
+
+def training_summary(
+    variant: str,
+    model_cfg: ModelConfig,
+    cfg: TrainParams,
+    seed: int,
+    model: nn.Module,
+    history: list[EpochRecord],
+    data: Dataset,
+    train_eval: Split,
+    device: torch.device,
+    eval_batch_size: int,
+) -> TrainSummary:
+    """Final scores over the whole train/val/test splits, both gaps, the 2 x 2 of train-mode accuracies on
+    ``train_eval`` and the epochs to ``cfg.target_acc``."""
+    scores = {s: evaluate(model, getattr(data, s), eval_batch_size) for s in ("train", "val", "test")}
+    last = history[-1]
+    epochs, censored = first_reaching([r.val_acc for r in history], cfg.target_acc)
+    return TrainSummary(
+        variant=variant,
+        seed=seed,
+        family=model_cfg.family,
+        n_parameters=count_parameters(model),
+        epochs=len(history),
+        device=device.type,
+        train=Score(**asdict(scores["train"])),
+        val=Score(**asdict(scores["val"])),
+        test=Score(**asdict(scores["test"])),
+        gap=scores["train"].acc - scores["val"].acc,
+        gap_running=last.train_acc_running - scores["val"].acc,
+        train_acc_modes=train_split_accuracy_modes(model, train_eval, cfg.batch_size),
+        train_acc_running=last.train_acc_running,
+        target_acc=cfg.target_acc,
+        epochs_to_target=Censored(float(epochs), censored),
+    )
+
+
+def first_reaching(values: Sequence[float], threshold: float) -> tuple[int, bool]:
+    """1-based index of the first value >= threshold and False; (len(values), True) if never reached."""
+    if len(values) == 0:
+        raise ValueError("first_reaching: no values")
+    for i, v in enumerate(values, start=1):
+        if v >= threshold:
+            return i, False
+    return len(values), True

@@ -1,0 +1,107 @@
+"""The project modules a stage script reaches through imports, and dvc.yaml deps rewritten to them.
+
+    python tools/stage_deps.py          # print each stage's src/ closure
+    python tools/stage_deps.py --write  # rewrite the src/landscape lines of every stage's deps in dvc.yaml
+
+A module counts with its packages' ``__init__.py`` files, which Python runs on import. The test
+tests/test_dvc_deps.py uses the same closure, so deps can neither miss a module nor list a stale one.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+
+
+def module_file(name: str) -> Path | None:
+    """The file of module ``name`` (a package's __init__.py), or None if it is not a project module."""
+    base = SRC.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def project_imports(path: Path) -> set[str]:
+    """``landscape...`` module names imported by the file at ``path`` (any import form, relative too)."""
+    found = set()
+    package = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1]) if path.is_relative_to(SRC) else ""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*parts, module] if module else parts)
+            if module == "landscape" or module.startswith("landscape."):
+                found.add(module)
+                found |= {f"{module}.{a.name}" for a in node.names if module_file(f"{module}.{a.name}")}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "landscape"}
+    return found
+
+
+def with_packages(name: str) -> set[str]:
+    """``a.b.c`` -> {a, a.b, a.b.c}: importing a module runs every enclosing package's __init__."""
+    parts = name.split(".")
+    return {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def module_closure(script: Path) -> set[str]:
+    """Repository-relative paths of every src/ file that running ``script`` imports."""
+    seen: set[str] = set()
+    todo = [m for name in project_imports(script) for m in with_packages(name)]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_file(name)
+        if path is not None:
+            todo += [m for child in project_imports(path) for m in with_packages(child)]
+    return {str(module_file(n).relative_to(REPO)) for n in seen if module_file(n) is not None}
+
+
+def stage_scripts(dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, str]:
+    """Stage name -> the script its cmd runs (the first ``stages/*.py`` word)."""
+    import yaml
+
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    out = {}
+    for name, body in stages.items():
+        cmd = body.get("do", body)["cmd"]
+        out[name] = next(w for w in cmd.split() if w.startswith("stages/") and w.endswith(".py"))
+    return out
+
+
+def rewrite(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
+    """Replace each stage's block of src/ deps lines by its closure (sorted), keeping everything else."""
+    lines = dvc_yaml.read_text().splitlines(keepends=True)
+    scripts = stage_scripts(dvc_yaml)
+    out, stage, i = [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        m = re.match(r"^  (\w+):\s*$", line)
+        if m:
+            stage = m.group(1)
+        d = re.match(r"^(\s+)- src/", line)
+        if d and stage in scripts:
+            indent = d.group(1)
+            while i < len(lines) and re.match(r"^\s+- src/", lines[i]):
+                i += 1
+            out += [f"{indent}- {p}\n" for p in sorted(module_closure(REPO / scripts[stage]))]
+            continue
+        out.append(line)
+        i += 1
+    dvc_yaml.write_text("".join(out))
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv[1:]:
+        rewrite()
+    for stage, script in stage_scripts().items():
+        print(stage, script, *sorted(module_closure(REPO / script)), sep="\n  ")
