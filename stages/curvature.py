@@ -12,9 +12,18 @@ def main(variant: str, seed: str) -> None:
     params, device, data = study_inputs(variant)
     p = params.curvature
     model = trained_model(run, params, device)
-    split = probe_data("curvature", p.samples, params, data).splits["train"]
+    split = probe_data(p.samples, params, data).splits["train"]
     timer = Timer()
-    summary = curvature_probe(model, split, params.runtime.eval_batch_size, p, params.probes, variant, run.seed)
+    summary = curvature_probe(
+        model,
+        split,
+        params.runtime.eval_batch_size,
+        p,
+        params.probes,
+        variant,
+        run.seed,
+        draws=params.draw_family(variant),
+    )
     write_json(run.metrics("curvature"), to_json(summary))
     top = summary.eigenvalues[0] if summary.eigenvalues else float("nan")
     print(

@@ -12,7 +12,7 @@ def main(variant: str, seed: str) -> None:
     params, device, data = study_inputs(variant)
     p = params.path
     model = trained_model(run, params, device)
-    probe = probe_data("path", p.samples, params, data)
+    probe = probe_data(p.samples, params, data)
     timer = Timer()
     rows, summary = path_probe(model, initial_state(run, params), probe, p, variant, run.seed)
     write_csv(run.plot("path"), rows, PATH_COLUMNS)

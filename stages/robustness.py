@@ -12,9 +12,11 @@ def main(variant: str, seed: str) -> None:
     params, device, data = study_inputs(variant)
     p = params.robustness
     model = trained_model(run, params, device)
-    probe = probe_data("robustness", p.samples, params, data)
+    probe = probe_data(p.samples, params, data)
     timer = Timer()
-    rows, summary = robustness_probe(model, probe, p, params.probes, variant, run.seed)
+    rows, summary = robustness_probe(
+        model, probe, p, params.probes, variant, run.seed, draws=params.draw_family(variant)
+    )
     write_csv(run.plot("robustness"), rows, ROBUSTNESS_COLUMNS)
     write_json(run.metrics("robustness"), to_json(summary))
     print(

@@ -233,6 +233,24 @@ def test_lanczos_residual_bounds_the_error_after_few_iterations(case):
     assert again == eig
 
 
+def test_ritz_spectrum_is_the_quadrature_of_the_start_vector_and_bounds_lambda_min(case):
+    """Stochastic Lanczos quadrature: after dim steps the Ritz values are the eigenvalues and the weights the
+    squared components of the (normalized) start vector in the eigenbasis, so sum_i w_i theta_i = q^T H q; after
+    fewer steps the first moments still match exactly and the smallest Ritz value is >= lambda_min."""
+    exact = torch.linalg.eigvalsh(case.h)
+    short = lanczos(case.model, case.split, params=case.params, batch_size=SHORT_BATCH, k=1, iterations=12, seed=3)
+    assert len(short.ritz) == len(short.ritz_weights) == 12 and short.ritz == sorted(short.ritz)
+    assert abs(sum(short.ritz_weights) - 1) < 1e-9
+    assert short.ritz[0] >= exact[0].item() - 1e-9 and short.ritz[-1] == short.values[0]
+    dim = sum(p.numel() for p in case.params)
+    q = torch.randn(dim, generator=torch.Generator().manual_seed(3), dtype=DT)
+    q = q / q.norm()
+    for power in (1, 2, 3):  # Gauss quadrature with m nodes is exact for moments up to 2m - 1
+        want = (q @ torch.linalg.matrix_power(case.h, power) @ q).item()
+        got = sum(w * th**power for w, th in zip(short.ritz_weights, short.ritz, strict=True))
+        assert abs(got - want) < 1e-6 * max(1.0, abs(want))
+
+
 def test_lanczos_stops_on_breakdown():
     """The last bias spans a 4-dim space: the Krylov space is exhausted after at most 4 steps."""
     model, split = build("tanh"), make_split()

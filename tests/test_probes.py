@@ -134,18 +134,20 @@ def run_robustness(
     model: nn.Module, data: ProbeData, train_seed: int = 0, bn_modes=BN_MODES, parameters="weights", settings=None
 ):
     probes = ProbeParams(parameters=parameters, bn=list(bn_modes))
-    return robustness_probe(model, data, settings or ROBUSTNESS, probes, VARIANT, train_seed)
+    return robustness_probe(model, data, settings or ROBUSTNESS, probes, VARIANT, train_seed, draws=VARIANT)
 
 
 def run_slice(
     model: nn.Module, data: ProbeData, train_seed: int = 0, bn_modes=("frozen",), parameters="weights", settings=None
 ):
     probes = ProbeParams(parameters=parameters, bn=list(bn_modes))
-    return slice_probe(model, data, settings or SLICE, probes, VARIANT, train_seed)
+    return slice_probe(model, data, settings or SLICE, probes, VARIANT, train_seed, draws=VARIANT)
 
 
 def run_surface(model: nn.Module, data: ProbeData, train_seed: int = 0):
-    return surface_probe(model, data, SLICE, ProbeParams(parameters="weights", bn=["frozen"]), VARIANT, train_seed)
+    return surface_probe(
+        model, data, SLICE, ProbeParams(parameters="weights", bn=["frozen"]), VARIANT, train_seed, draws=VARIANT
+    )
 
 
 def run_path(model: nn.Module, data: ProbeData, train_seed: int = 0):
@@ -157,7 +159,7 @@ def run_path(model: nn.Module, data: ProbeData, train_seed: int = 0):
 def run_curvature(model: nn.Module, data: ProbeData, train_seed: int = 0):
     probes = ProbeParams(parameters="weights", bn=["frozen"])
     split = data.splits["train"]
-    return [], curvature_probe(model, split, data.batch_size, CURVATURE, probes, VARIANT, train_seed)
+    return [], curvature_probe(model, split, data.batch_size, CURVATURE, probes, VARIANT, train_seed, draws=VARIANT)
 
 
 PROBES = {

@@ -149,7 +149,7 @@ def noise_curve(mode: str, bn: str, lv: Levels, params: Params) -> NoiseCurve:
     moderate = REFERENCE_SIGMA[mode]
     points = {}
     for s in params.robustness.sigmas:
-        acc = lv.val_acc if s == 0 else min(lv.val_acc, lv.acc_moderate - 0.1 * math.log10(s / moderate))
+        acc = lv.val_acc if s < moderate else min(lv.val_acc, lv.acc_moderate - 0.1 * math.log10(s / moderate))
         points[number_key("sigma", s)] = SigmaPoint(s, spread(acc, 5), spread(lv.val_acc - acc, 5))
     drops = {drop_key(d): d for d in params.robustness.drops}
     stars = {drop_key(d): Censored(lv.sigma_star * (1 + 10 * d), lv.censored) for d in params.robustness.drops}
@@ -183,7 +183,21 @@ def curvature_summary(v: str, seed: int, lv: Levels) -> CurvatureSummary:
         for name, fan_in in LAYERS[FACTORIAL[v].conv]
     ]
     return CurvatureSummary(
-        v, seed, "weights", 1000, [40 * c, 20 * c], [0.01, 0.05], 100 * c, 5.0, 8 * c, 0.4, 2 * c, 0.1, layers
+        v,
+        seed,
+        "weights",
+        1000,
+        [40 * c, 20 * c],
+        [0.01, 0.05],
+        [-0.5 * c, 0.1 * c, 20 * c, 40 * c],
+        [0.4, 0.5, 0.06, 0.04],
+        100 * c,
+        5.0,
+        8 * c,
+        0.4,
+        2 * c,
+        0.1,
+        layers,
     )
 
 
@@ -534,10 +548,11 @@ def test_a_claim_decided_raw_and_undecided_adjusted_is_reported_as_borderline(pa
 
 def test_moderate_noise_is_where_the_reference_drops_by_the_rule(params: Params) -> None:
     """Model A's synthetic curve drops 0 below REFERENCE_SIGMA and val_acc - acc_moderate there: at 3 pp the rule
-    (1 pp) picks REFERENCE_SIGMA; at 0 pp there, the next grid sigma (2x: a drop of 0.1 log10 2 = 3 pp); never
-    where the curve never drops."""
+    (1 pp) picks REFERENCE_SIGMA; at 0 pp there, the first grid sigma where 0.1 log10(sigma / REFERENCE_SIGMA)
+    reaches 1 pp, i.e. sigma >= 10^0.1 REFERENCE_SIGMA; never where the curve never drops."""
     grid = params.robustness.sigmas
-    for acc_moderate, want in ((0.85, REFERENCE_SIGMA), (0.88, {m: 2 * s for m, s in REFERENCE_SIGMA.items()})):
+    later = {m: min(s for s in grid if s >= 10**0.1 * r) for m, r in REFERENCE_SIGMA.items()}
+    for acc_moderate, want in ((0.85, REFERENCE_SIGMA), (0.88, later)):
         runs = [make_run(MODEL_A, s, Levels(acc_moderate=acc_moderate), params) for s in (0, 1, 2)]
         for mode, sigma in want.items():
             assert sigma in grid and moderate_sigma(runs, mode, 0.01) == sigma

@@ -244,19 +244,31 @@ def ids(split: Split) -> list[int]:
 
 
 def test_probe_subsets_are_fixed_sized_and_drawn_from_the_right_split(dataset):
-    data = probe_data("slice", Samples(train=40, val=30, bn=20), PARAMS, dataset)
+    data = probe_data(Samples(train=40, val=30, bn=20), PARAMS, dataset)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 40, "val": 30}
     assert len(data.bn_data) == 20 and data.batch_size == PARAMS.runtime.eval_batch_size
     assert all(0 <= i < 300 for i in ids(data.splits["train"]) + ids(data.bn_data))
     assert all(1000 <= i < 1100 for i in ids(data.splits["val"]))
     assert len(set(ids(data.splits["train"]))) == 40
-    again = probe_data("slice", Samples(train=40, val=30, bn=20), PARAMS, dataset)
+    again = probe_data(Samples(train=40, val=30, bn=20), PARAMS, dataset)
     assert ids(again.splits["train"]) == ids(data.splits["train"]) and ids(again.bn_data) == ids(data.bn_data)
 
 
-def test_probe_subsets_differ_between_probes_and_parts_and_skip_empty_splits(dataset):
-    a = probe_data("slice", Samples(train=40, val=30, bn=40), PARAMS, dataset)
-    b = probe_data("path", Samples(train=40, val=0, bn=40), PARAMS, dataset)
+def test_probe_subsets_are_shared_between_probes_nested_by_size_and_skip_empty_splits(dataset):
+    """One permutation per part: equal sizes give the same images in every probe (one Hessian loss for slice,
+    curvature and path), a smaller subset is the prefix of a larger one, and the parts differ."""
+    a = probe_data(Samples(train=40, val=30, bn=40), PARAMS, dataset)
+    b = probe_data(Samples(train=40, val=0, bn=20), PARAMS, dataset)
+    c = probe_data(Samples(train=80, val=0, bn=20), PARAMS, dataset)
     assert set(b.splits) == {"train"}
-    assert ids(a.splits["train"]) != ids(b.splits["train"])
+    assert ids(a.splits["train"]) == ids(b.splits["train"]) == ids(c.splits["train"])[:40]
+    assert ids(b.bn_data) == ids(a.bn_data)[:20]
     assert ids(a.splits["train"]) != ids(a.bn_data)
+
+
+def test_variants_of_one_family_share_their_random_draws():
+    """Common random numbers: the factorial's same-shape variants are probed along the same directions."""
+    families = {v: PARAMS.draw_family(v) for v in PARAMS.study.variants}
+    assert len({families[v] for v in PARAMS.study.train_mlp}) == 1
+    assert len({families[v] for v in PARAMS.study.train_cnn}) == 1
+    assert families["mlp"] != families["cnn"]

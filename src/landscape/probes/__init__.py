@@ -23,7 +23,7 @@ _HOME = {
     "Split": "data",
     "ProbeData": "data",
     "evaluate": "evaluation",
-    "Score": "evaluation",
+    "Score": "settings",
     "cross_entropy": "evaluation",
     "NoiseSettings": "settings",
     "SliceSettings": "settings",

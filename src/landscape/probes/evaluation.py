@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 
 from landscape.probes.data import BATCH_SIZE, Data, batches, model_device
 from landscape.probes.perturb import kept_modes
+from landscape.probes.settings import Score
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
@@ -42,12 +42,6 @@ def is_classification(output: Any, target: torch.Tensor) -> bool:
     """Class logits (N, C) against integer labels (N,): the case where accuracy means something."""
     integer = not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool)
     return isinstance(output, torch.Tensor) and output.dim() == 2 and target.dim() == 1 and integer
-
-
-@dataclass(frozen=True)
-class Score:
-    loss: float  # mean loss_fn over the samples (default: cross-entropy, nats)
-    acc: float  # fraction of argmax hits in [0, 1]; NaN unless the outputs are class logits and y integer labels
 
 
 @torch.inference_mode()

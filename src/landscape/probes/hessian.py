@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -151,7 +151,10 @@ class MeanLoss:
         residuals = [
             r / abs(v) if v != 0 else (0.0 if r == 0 else math.inf) for r, v in zip(resid, values, strict=True)
         ]
-        return Eigen(values=values, residuals=residuals, iterations=m)
+        ascending = torch.argsort(theta)
+        ritz = [theta[i].item() for i in ascending]
+        weights = [s[0, i].item() ** 2 for i in ascending]  # (e_1^T s_i)^2: the start vector's mass on pair i
+        return Eigen(values=values, residuals=residuals, iterations=m, ritz=ritz, ritz_weights=weights)
 
     def hutchinson_trace(self, samples: int, seed: int) -> TraceEstimate:
         """See ``hutchinson_trace``."""
@@ -211,6 +214,11 @@ class Eigen:
     values: list[float]  # top-k Ritz values of H, descending (loss units per unit parameter^2)
     residuals: list[float]  # ||H q - theta q|| / |theta| of each Ritz pair, from the Lanczos relation
     iterations: int  # Lanczos steps done = HVPs spent (fewer than asked on breakdown)
+    # All m Ritz values, ascending, with the stochastic Lanczos quadrature weights of the seeded start vector
+    # (they sum to 1): the spectral density estimate sum_i w_i delta(lambda - theta_i) of Ubaru et al. 2017 and
+    # PyHessian, one probe vector. Ritz values lie inside the spectrum, so ritz[0] >= lambda_min (a bound).
+    ritz: list[float] = field(default_factory=list)
+    ritz_weights: list[float] = field(default_factory=list)
 
 
 def _flat(v: Vector) -> Tensor:

@@ -52,6 +52,14 @@ def _odd_grid(obj: Any) -> None:
 
 
 @dataclass(frozen=True)
+class Score:
+    """One evaluation: the probes' result at every point, and the study's per-split training scores."""
+
+    loss: float  # mean loss_fn over the samples (default: cross-entropy, nats)
+    acc: float  # fraction of argmax hits in [0, 1]; NaN unless the outputs are class logits and y integer labels
+
+
+@dataclass(frozen=True)
 class NoiseSettings:
     """Accuracy under parameter noise theta + sigma * delta_mode(xi_k), one Gaussian xi_k per seed.
 

@@ -38,11 +38,13 @@ def initial_state(run: RunPaths, params: Params) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def probe_data(probe: str, samples: Samples, params: Params, data: Dataset) -> ProbeData:
-    """The fixed subsets of ``probe``: the same images for every variant and seed (seeded by probe and split)."""
+def probe_data(samples: Samples, params: Params, data: Dataset) -> ProbeData:
+    """A probe's fixed subsets: the first ``samples.<part>`` images of one seeded permutation per part, the same
+    for every probe, variant and seed. Subsets of one size are therefore identical across probes (the slice,
+    curvature, surface and path Hessians are of one loss), and a smaller subset lies inside a larger one."""
 
     def seed(part: str) -> int:
-        return stream_seed(f"{probe}/subset", part, params.data.split_seed, 0)
+        return stream_seed("probes/subset", part, params.data.split_seed, 0)
 
     splits = {}
     if samples.train:

@@ -279,6 +279,12 @@ class Params:
             )
         return self.variants[name]
 
+    def draw_family(self, name: str) -> str:
+        """The key of variant ``name``'s random streams (probe directions, noise draws): its model family, so
+        that variants whose weights have the same shapes are probed along the same random vectors (common
+        random numbers: a factorial contrast then carries no direction-sampling noise of its own)."""
+        return self.model_config(name).family
+
     def model_config(self, name: str) -> ModelConfig:
         """The network of variant ``name``: its family's widths, with BN and dropout as the variant says."""
         v = self.variant(name)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from landscape.probes.settings import Score
+
 
 def number_key(prefix: str, value: float) -> str:
     """``number_key("sigma", 0.01) == "sigma_0p01"``: the same format for every number, no dots."""
@@ -50,12 +52,6 @@ class Censored:
 
     value: float
     censored: bool
-
-
-@dataclass(frozen=True)
-class Score:
-    loss: float
-    acc: float
 
 
 @dataclass(frozen=True)
@@ -173,6 +169,8 @@ class CurvatureSummary:
     samples: int
     eigenvalues: list[float]  # top-k of H, descending
     eigen_residuals: list[float]  # ||Hq - theta q|| / |theta| per Ritz pair
+    ritz: list[float]  # every Lanczos Ritz value, ascending: ritz[0] is an upper bound on lambda_min
+    ritz_weights: list[float]  # their stochastic Lanczos quadrature weights (one start vector; sum 1)
     trace: float
     trace_se: float
     flatness: float  # sum over weight tensors of kappa_l

@@ -23,7 +23,7 @@ from landscape.study.data import Dataset, Split, batch_indices
 from landscape.study.device import prepare_for_device
 from landscape.study.models import build_model, count_parameters
 from landscape.study.params import ModelConfig, TrainParams
-from landscape.study.results import Censored, Score, TrainSummary
+from landscape.study.results import Censored, TrainSummary
 
 GPU_CHECK_EVERY = 50  # batches between divergence checks on a GPU, where a check syncs the device
 
@@ -224,9 +224,9 @@ def training_summary(
         n_parameters=count_parameters(model),
         epochs=len(history),
         device=device.type,
-        train=Score(**asdict(scores["train"])),
-        val=Score(**asdict(scores["val"])),
-        test=Score(**asdict(scores["test"])),
+        train=scores["train"],
+        val=scores["val"],
+        test=scores["test"],
         gap=scores["train"].acc - scores["val"].acc,
         gap_running=last.train_acc_running - scores["val"].acc,
         train_acc_modes=train_split_accuracy_modes(model, train_eval, cfg.batch_size),

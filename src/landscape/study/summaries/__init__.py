@@ -12,6 +12,7 @@ from __future__ import annotations
 from landscape.probes.directions import stream_seed
 
 
-def stream_seeds(probe: str, variant: str, train_seed: int, n: int) -> list[int]:
-    """The seeds of draws 0..n-1 of one probe's stream in one run."""
-    return [stream_seed(probe, variant, train_seed, k) for k in range(n)]
+def stream_seeds(probe: str, draws: str, train_seed: int, n: int) -> list[int]:
+    """The seeds of draws 0..n-1 of one probe's stream for training seed ``train_seed``. ``draws`` is the
+    variant's draw family (``Params.draw_family``), so same-shape variants get the same directions and noise."""
+    return [stream_seed(probe, draws, train_seed, k) for k in range(n)]

@@ -26,6 +26,8 @@ def curvature_summary(result: CurvatureResult, parameters: str, variant: str, se
         samples=result.samples,
         eigenvalues=result.eigen.values,
         eigen_residuals=result.eigen.residuals,
+        ritz=result.eigen.ritz,
+        ritz_weights=result.eigen.ritz_weights,
         trace=result.trace.total,
         trace_se=result.trace.total_se,
         flatness=flat.total,
@@ -42,10 +44,19 @@ def curvature_summary(result: CurvatureResult, parameters: str, variant: str, se
 
 
 def curvature_probe(
-    model: nn.Module, split: Split, batch_size: int, p: CurvatureParams, probes: ProbeParams, variant: str, seed: int
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    p: CurvatureParams,
+    probes: ProbeParams,
+    variant: str,
+    seed: int,
+    *,
+    draws: str,
 ) -> CurvatureSummary:
-    """The curvature probe of run (variant, seed) on ``split``: its summary."""
-    seeds = {s: stream_seed(f"curvature/{s}", variant, seed, 0) for s in STREAMS}
-    layer_seeds = stream_seeds("curvature/layer", variant, seed, p.layer_directions)
+    """The curvature probe of run (variant, seed) on ``split``: its summary. ``draws`` keys the random streams
+    (``Params.draw_family``: variants of one family share them, common random numbers)."""
+    seeds = {s: stream_seed(f"curvature/{s}", draws, seed, 0) for s in STREAMS}
+    layer_seeds = stream_seeds("curvature/layer", draws, seed, p.layer_directions)
     result = curvature(model, split, p.curvature_settings(probes, seeds, layer_seeds), batch_size=batch_size)
     return curvature_summary(result, probes.parameters, variant, seed)

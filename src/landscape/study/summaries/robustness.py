@@ -58,9 +58,9 @@ def robustness_summary(
 
 
 def robustness_probe(
-    model: nn.Module, data: ProbeData, p: RobustnessParams, probes: ProbeParams, variant: str, seed: int
+    model: nn.Module, data: ProbeData, p: RobustnessParams, probes: ProbeParams, variant: str, seed: int, *, draws: str
 ) -> tuple[list[dict], RobustnessSummary]:
     """The noise probe of run (variant, seed): its rows and summary."""
-    settings = p.noise_settings(probes, stream_seeds("robustness", variant, seed, p.trials))
+    settings = p.noise_settings(probes, stream_seeds("robustness", draws, seed, p.trials))
     points = noise_robustness(model, data, settings)
     return noise_rows(points), robustness_summary(points, data, p.drops, probes.parameters, variant, seed)

@@ -74,10 +74,10 @@ def slice_summary(result: SliceResult, p: SliceParams, parameters: str, variant:
 
 
 def slice_probe(
-    model: nn.Module, data: ProbeData, p: SliceParams, probes: ProbeParams, variant: str, seed: int
+    model: nn.Module, data: ProbeData, p: SliceParams, probes: ProbeParams, variant: str, seed: int, *, draws: str
 ) -> tuple[list[dict], SliceSummary]:
     """The 1-D slices of run (variant, seed): their rows and summary (``surface_area`` from ``surface_probe``)."""
-    result = loss_slices(model, data, p.slice_settings(probes, stream_seeds("slice", variant, seed, p.directions)))
+    result = loss_slices(model, data, p.slice_settings(probes, stream_seeds("slice", draws, seed, p.directions)))
     return slice_rows(result), slice_summary(result, p, probes.parameters, variant, seed)
 
 
@@ -93,8 +93,8 @@ def surface_area(points: list[SurfacePoint], split: str, taus: list[float]) -> d
 
 
 def surface_probe(
-    model: nn.Module, data: ProbeData, p: SliceParams, probes: ProbeParams, variant: str, seed: int
+    model: nn.Module, data: ProbeData, p: SliceParams, probes: ProbeParams, variant: str, seed: int, *, draws: str
 ) -> tuple[list[dict], dict[str, float]]:
     """The 2-D surface of run (variant, seed): its rows, and its area within each tau on the "train" split."""
-    points = loss_surface(model, data, p.surface_settings(probes, stream_seeds("surface", variant, seed, 2)))
+    points = loss_surface(model, data, p.surface_settings(probes, stream_seeds("surface", draws, seed, 2)))
     return surface_rows(points), surface_area(points, "train", p.taus)
