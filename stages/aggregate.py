@@ -15,13 +15,14 @@ from landscape.study.serialize import to_json
 from landscape.study.stage import PLOTS_DIR, RunPaths, run_stage
 
 
-def curves(variants: list[str], seeds: list[int], runs: dict, history: dict) -> dict[str, pd.DataFrame]:
+def curves(variants: list[str], seeds: list[int], runs: dict, history: dict, slices: dict) -> dict[str, pd.DataFrame]:
     """plots/study/<name>.csv: per variant, one row per epoch, sigma, alpha or t (long format, a ``variant``
-    column), the mean over that variant's runs. ``history``: each variant's history.csv rows, all seeds."""
+    column), the mean over that variant's runs. ``history``, ``slices``: each variant's history.csv and slice.csv
+    rows, all seeds."""
     paths = {v: [RunPaths(v, s) for s in seeds] for v in variants}
     return study_curves(
         history=history,
-        slices={v: long_rows(p, "slice", split="val") for v, p in paths.items()},
+        slices={v: f[f["split"] == "val"].reset_index(drop=True) for v, f in slices.items()},
         paths={v: long_rows(p, "path") for v, p in paths.items()},
         runs={v: [runs[(v, s)] for s in seeds] for v in variants},
     )
@@ -33,9 +34,11 @@ def main() -> None:
     runs = {(v, s): load_run(RunPaths(v, s)) for v in variants for s in seeds}
     factorial = {v: params.variant(v) for v in variants}
     history = {v: long_rows([RunPaths(v, s) for s in seeds], "history") for v in variants}
+    slices = {v: long_rows([RunPaths(v, s) for s in seeds], "slice") for v in variants}
     drop = min(params.robustness.drops)
-    study = study_summary(runs, history, variants, seeds, factorial, params.claim_rules, drop, params.robustness.modes)
-    tables = curves(variants, seeds, runs, history)
+    rules, modes = params.claim_rules, params.robustness.modes
+    study = study_summary(runs, history, slices, variants, seeds, factorial, rules, drop, modes)
+    tables = curves(variants, seeds, runs, history, slices)
 
     def fill(tmp: Path) -> None:
         for name, table in tables.items():

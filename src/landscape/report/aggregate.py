@@ -17,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 from landscape.errors import StudyError
+from landscape.report.finite_step import step_curvature
 from landscape.report.measures import headline_sigma_star
 from landscape.report.schema import (
+    STEP_CURVATURE,
     Claim,
     ClaimHeadline,
     Effect,
     Estimate,
     Headline,
+    MeanCI,
     SimpleEffect,
     StudySummary,
     above_90,
@@ -35,7 +38,6 @@ from landscape.report.schema import (
     val_loss_area,
 )
 from landscape.report.stats import (
-    FACTORS,
     TERMS,
     Cell,
     Interval,
@@ -52,9 +54,6 @@ from landscape.report.stats import (
 )
 from landscape.study.params import BN_MODES, ClaimRuleParams, VariantParams
 from landscape.study.results import (
-    CURVATURE_EXACT,
-    EPOCHS_TO_TARGET,
-    FLATNESS,
     GAP,
     GAP_RUNNING,
     LAMBDA_MAX,
@@ -246,9 +245,9 @@ def claim_specs(
         ],
         ClaimSpec(
             "a_steeper",
-            "A's slice is steeper: larger local curvature d^T H d (one activation pattern) along filter-normalized "
-            "directions",
-            CURVATURE_EXACT,
+            "A's slice is steeper: larger finite-step curvature kappa(h) = (L(h) + L(-h) - 2 L(0)) / h^2 at the "
+            "slice grid step h along filter-normalized directions (training subset, BN frozen)",
+            STEP_CURVATURE,
             "B - A < 0",
             -1,
         ),  # fmt: skip
@@ -329,6 +328,7 @@ def claims(
 def study_summary(
     runs: Mapping[tuple[str, int], RunResults],
     history: Mapping[str, pd.DataFrame],
+    slices: Mapping[str, pd.DataFrame],
     variants: list[str],
     seeds: list[int],
     factorial: Mapping[str, VariantParams],
@@ -338,13 +338,18 @@ def study_summary(
 ) -> StudySummary:
     """``metrics/study.json``: per-variant estimates, B - A paired differences, the claims, factorial effects.
 
-    ``history`` maps each variant to its runs' history.csv rows (a ``seed`` column): the validation-loss area of
-    the speed claim comes from it, and joins every run's measures."""
+    ``history`` and ``slices`` map each variant to its runs' history.csv and slice.csv rows (a ``seed`` column):
+    the validation-loss area of the speed claim and the finite-step curvature of the steepness claim come from
+    them, and join every run's measures."""
     area, k = val_loss_area(rules.early_epochs), rules.early_epochs
-    measures = {
-        (v, s): run_measures(r) | {area: Censored(loss_area(history[v][history[v]["seed"] == s], k), False)}
-        for (v, s), r in runs.items()
-    }
+
+    def added(v: str, s: int) -> dict[str, Censored]:
+        return {
+            area: Censored(loss_area(history[v][history[v]["seed"] == s], k), False),
+            STEP_CURVATURE: Censored(step_curvature(slices[v][slices[v]["seed"] == s]), False),
+        }
+
+    measures = {(v, s): run_measures(r) | added(v, s) for (v, s), r in runs.items()}
     table = per_variant(measures, variants, seeds)
     b_minus_a: dict[str, Estimate] = {}
     judged_claims: list[Claim] = []
@@ -374,32 +379,29 @@ def claim_headline(c: Claim) -> ClaimHeadline:
     so the numbers are null."""
     i = c.estimate.interval
     if c.estimate.censored:
-        return ClaimHeadline(math.nan, math.nan, math.nan, math.nan, math.nan, c.verdict)
-    return ClaimHeadline(i.mean, i.ci_low, i.ci_high, c.p, c.p_adjusted, c.verdict)
+        return ClaimHeadline(math.nan, [math.nan, math.nan], math.nan, c.verdict)
+    return ClaimHeadline(i.mean, [i.ci_low, i.ci_high], c.p_adjusted, c.verdict)
+
+
+HEADLINE_MEASURES = (VAL_ACC, GAP, LAMBDA_MAX, TRACE)  # with the sigma* that headline_sigma_star chooses
 
 
 def headline(summary: StudySummary, first: RunResults) -> Headline:
-    """``metrics/headline.json`` from the full table: each claim's estimate, CI, raw and Holm-adjusted p and
-    verdict; per variant the mean over seeds of 8 headline measures (sigma* chosen from ``first``, a run of the
-    study, as the report does) and the censored seeds of the two thresholds among them; the main effects of conv,
-    BN and dropout on the 8 (null where censored values make one a bound). 183 values for 8 variants and 13
-    claims."""
+    """``metrics/headline.json`` from the full table: each claim's estimate, CI, Holm-adjusted p and verdict; per
+    variant the mean [CI] over seeds of 5 headline measures (validation accuracy, gap, sigma* chosen from
+    ``first``, a run of the study, as the report does, local lambda_max and trace) and how many seeds left its
+    sigma* censored. 141 values for 8 variants and 13 claims."""
     star = headline_sigma_star(first)[0]
-    chosen = [VAL_ACC, GAP, star, CURVATURE_EXACT, LAMBDA_MAX, TRACE, FLATNESS, EPOCHS_TO_TARGET]
-    thresholds = [star, EPOCHS_TO_TARGET]  # the measures a seed can leave censored (never reached)
-    means = {v: {m: t[m].interval.mean for m in chosen if m in t} for v, t in summary.variants.items()}
-    censored = {v: {m: t[m].censored for m in thresholds if m in t} for v, t in summary.variants.items()}
-    found = {
-        m: {t: math.nan if (e := summary.effects[m][t].estimate).censored else e.interval.mean for t in FACTORS}
-        for m in chosen
-        if m in summary.effects
-    }
+    chosen = [VAL_ACC, GAP, star, *HEADLINE_MEASURES[2:]]
+
+    def mean_ci(e: Estimate) -> MeanCI:
+        return MeanCI(e.interval.mean, [e.interval.ci_low, e.interval.ci_high])
+
     return Headline(
         n_seeds=len(summary.seeds),
         claims={c.key: claim_headline(c) for c in summary.claims},
-        by_variant=means,
-        censored=censored,
-        effects=found,
+        by_variant={v: {m: mean_ci(t[m]) for m in chosen if m in t} for v, t in summary.variants.items()},
+        censored={v: {star: t[star].censored} for v, t in summary.variants.items() if star in t},
     )
 
 

@@ -26,6 +26,7 @@ from landscape.study.results import Spread
 BN, SPLIT = "frozen", "train"  # the slice curve that d^T H d and the fitted 2a describe
 SCALES = (1, 2, 4)  # alpha = the grid step times these
 STEEPNESS_SCALE = 1  # "how steep is the slice": kappa at the grid step, the smallest step the grid resolves
+STEEPNESS_INDEX = SCALES.index(STEEPNESS_SCALE)
 _ON_GRID = 1e-9
 
 
@@ -55,10 +56,22 @@ def finite_step_curvature(rows: pd.DataFrame, alpha: float) -> np.ndarray:
     return (at(alpha) + at(-alpha) - 2.0 * at(0.0)) / alpha**2
 
 
+def own_curve(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the slice curve that d^T H d describes: the training subset with BN frozen."""
+    return rows[(rows["bn"] == BN) & (rows["split"] == SPLIT)]
+
+
+def step_curvature(rows: pd.DataFrame) -> float:
+    """One run's "how steep is the slice": the mean over its directions of kappa at the grid step, from its
+    slice.csv rows (every curve; the training subset with BN frozen is used)."""
+    own = own_curve(rows)
+    return float(np.mean(finite_step_curvature(own, finite_step_alphas(own["alpha"])[STEEPNESS_INDEX])))
+
+
 def run_rows(data: StudyData, variant: str, seed: int) -> pd.DataFrame:
     """One run's slice rows of the training subset with BN frozen."""
     f = data.slices[variant]
-    return f[(f["seed"] == seed) & (f["bn"] == BN) & (f["split"] == SPLIT)]
+    return own_curve(f[f["seed"] == seed])
 
 
 def study_alphas(data: StudyData) -> list[float]:
@@ -68,7 +81,7 @@ def study_alphas(data: StudyData) -> list[float]:
 
 def steepness_alpha(data: StudyData) -> float:
     """The alpha at which the report gives "how steep is the slice"."""
-    return study_alphas(data)[SCALES.index(STEEPNESS_SCALE)]
+    return study_alphas(data)[STEEPNESS_INDEX]
 
 
 def run_kappa(data: StudyData, variant: str, seed: int, alpha: float) -> np.ndarray:

@@ -181,6 +181,55 @@ def finite_step_section(data: StudyData) -> str:
     )
 
 
+def negative_curvature(data: StudyData) -> str:
+    """The bottom of each run's Lanczos spectrum: the smallest Ritz value (an upper bound on lambda_min), how many
+    runs show negative curvature, and the stochastic Lanczos quadrature mass below 0."""
+    rows = []
+    for v in data.variants:
+        runs = [data.runs[(v, s)].curvature for s in data.seeds]
+        spectra = [c for c in runs if c.ritz]
+        if not spectra:
+            continue
+        lowest = [c.ritz[0] for c in spectra]
+        below = [sum(w for th, w in zip(c.ritz, c.ritz_weights, strict=True) if th < 0) for c in spectra]
+        ratio = [-c.ritz[0] / c.ritz[-1] for c in spectra if c.ritz[-1] > 0]
+        rows.append(
+            [
+                v,
+                interval(M.finite_ci(lowest), PLAIN),
+                count(sum(x < 0 for x in lowest), len(spectra)),
+                interval(M.finite_ci(ratio), PLAIN),
+                interval(M.finite_ci(below), PERCENT),
+            ]
+        )
+    if not rows:
+        return ""
+    steps = max(len(c.curvature.ritz) for c in data.runs.values())
+    return "\n\n".join(
+        [
+            "### Negative curvature and the spectral density",
+            f"Each run's Lanczos run ({steps} steps from one seeded Gaussian start vector) also gives all its Ritz "
+            "values theta_i with weights w_i (the start vector's squared components on the Ritz vectors): "
+            "sum_i w_i delta(lambda - theta_i) is the stochastic Lanczos quadrature estimate of the spectral density "
+            "(Ubaru et al. 2017; PyHessian's density plot), from a single probe vector. Ritz values lie inside the "
+            "spectrum, so the smallest, theta_min, is an upper bound on the local lambda_min: a negative theta_min "
+            "shows negative curvature (a direction along which the local loss bends down), a positive one shows "
+            "nothing. -theta_min / theta_max compares the two ends; the mass below 0 is the quadrature's share of "
+            "the spectrum with negative curvature (one probe vector: a rough estimate). Mean [95 % CI over seeds].",
+            table(
+                [
+                    "variant",
+                    "theta_min (>= local lambda_min)",
+                    "runs with theta_min < 0",
+                    "-theta_min / theta_max",
+                    "quadrature mass below 0",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
 def curvature(data: StudyData) -> str:
     columns = [
         M.LAMBDA_MAX,
@@ -225,6 +274,7 @@ def curvature(data: StudyData) -> str:
             "curvature along the same directions; its mean relative difference from the local d^T H d over variants "
             f"is {PERCENT(float(np.nanmean(overall)))}. The local value does not depend on the fit window.",
             finite_step_section(data),
+            negative_curvature(data),
             estimator_noise(data),
             "### Per-layer curvature and fan-in",
             fan_in_test(data),

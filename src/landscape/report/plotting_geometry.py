@@ -38,6 +38,16 @@ def headline(data: StudyData, effect: bool) -> list[tuple[str, str, float]]:
     ]
 
 
+def interacting_factors(data: StudyData, measure: str) -> dict[str, list]:
+    """factor -> the simple effects of that factor, for each factor in an interaction of ``measure`` whose CI
+    excludes 0 (the main effect then averages effects that differ)."""
+    out: dict[str, list] = {}
+    for simple in data.study.simple_effects.get(measure, {}).values():
+        for s in simple:
+            out.setdefault(s.factor, []).append(s)
+    return out
+
+
 def effects(data: StudyData) -> Figure:
     """Main effects of conv, BN and dropout (2^3 factorial, seeds as replicates) with 95 % CIs, one panel each."""
     panels = headline(data, effect=True)
@@ -52,22 +62,38 @@ def effects(data: StudyData) -> Figure:
             f"{len(data.variants)} variants x {len(data.seeds)} seed(s))",
         )
         return fig
+    masked = 0
     for ax, (measure, title, scale) in zip(axes, panels, strict=False):
         ax.axhline(0, color="tab:red", lw=1, ls="--")
+        interacting = interacting_factors(data, measure)
         for x, term in enumerate(FACTORS):
-            interval = data.study.effect(measure, term)
-            if interval is not None:
-                point(ax, x, interval, "0.15", scale=scale)
+            found = data.study.tested_effect(measure, term)
+            if found is None:
+                continue
+            est = found.estimate
+            marker = {1: "^", -1: "v"}.get(est.bound, "o") if est.censored else "o"
+            hollow = term in interacting
+            masked += hollow
+            point(ax, x, est.interval, "0.65" if hollow else "0.15", scale=scale, marker=marker)
+            for k, simple in enumerate(s for s in interacting.get(term, []) if not s.estimate.censored):
+                point(ax, x + 0.15 * (k + 1), simple.estimate.interval, "tab:purple", scale=scale, marker="s")
         ax.set_xticks(range(len(FACTORS)), [EFFECT_LABELS[f] for f in FACTORS])
-        ax.set_xlim(-0.5, len(FACTORS) - 0.5)
+        ax.set_xlim(-0.5, len(FACTORS) - 0.35)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    censored = sum(e.censored for v in data.variants if (e := data.study.get(v, panels[2][0])) is not None)
-    note = f"\n{censored} censored sigma* value(s) enter at their lower bound." if censored else ""
+    notes = []
+    if any(e.estimate.censored for terms in data.study.effects.values() for e in terms.values()):
+        notes.append("^ / v: a bound (censored sigma*), no CI.")
+    if masked:
+        notes.append(
+            "Grey: the factor is in an interaction whose\nCI excludes 0; purple squares: its simple effects\n"
+            "(report section 5), not their average."
+        )
     message(
         axes[-1],
         "Effect = mean with the factor on minus mean with it off,\naveraged over the other two factors."
-        f"\nError bars: 95 % t-CI over the n = {len(data.seeds)}\nper-seed contrasts. Dashed: no effect.{note}",
+        f"\nError bars: 95 % t-CI over the n = {len(data.seeds)}\nper-seed contrasts. Dashed: no effect.\n"
+        + "\n".join(notes),
     )
     fig.suptitle("Factorial main effects of convolution, batch norm and dropout")
     return fig

@@ -4,7 +4,7 @@ The runs of one variant are a cluster, not independent draws, so the primary tes
 takes its p-value from every permutation of one variable (8! = 40,320 orderings for 8 variants). Two companions
 ask different questions: the within-variant (residual) tau, each run's deviation from its variant mean against
 the same for the other variable, permuted within variants; and the tau stratified by a known confounder, the mean
-of the per-stratum taus, permuted within strata. See METHODS.md, "Rank correlation with the gap".
+of the per-stratum taus, permuted within strata. Report section 8 states the procedure next to its numbers.
 """
 
 from __future__ import annotations

@@ -111,27 +111,36 @@ class StudySummary:
 
 @dataclass(frozen=True)
 class ClaimHeadline:
-    """A claim's estimate with its 95 % CI (all null where a censored seed leaves no valid estimate), its raw and
-    Holm-adjusted p (null where there is no test), and its verdict."""
+    """A claim's estimate with its 95 % CI ([low, high]; all null where a censored seed leaves no valid estimate),
+    its Holm-adjusted p (null where there is no test; the raw p is in study.json) and its verdict."""
 
     estimate: float
-    ci_low: float
-    ci_high: float
-    p: float
+    ci: list[float]
     p_adjusted: float
     verdict: str
 
 
 @dataclass(frozen=True)
+class MeanCI:
+    """A per-variant mean over training seeds with its 95 % t-CI [low, high] (null where the mean is a bound)."""
+
+    mean: float
+    ci: list[float]
+
+
+@dataclass(frozen=True)
 class Headline:
-    """metrics/headline.json: the study's answers in a few numbers. CIs of the per-variant means and of the
-    effects are in study.json and the report."""
+    """metrics/headline.json: the study's answers in a few numbers, each CI one [low, high] value (DVC shows a
+    list as one column). Every other measure, std, raw p and the factorial effects are in study.json and the
+    report."""
 
     n_seeds: int
-    claims: dict[str, ClaimHeadline]  # claim key -> estimate, CI, p, adjusted p, verdict
-    by_variant: dict[str, dict[str, float]]  # variant -> measure -> mean over seeds (a lower bound if censored)
-    censored: dict[str, dict[str, int]]  # variant -> threshold measure -> seeds that never reached it
-    effects: dict[str, dict[str, float]]  # measure -> main effect ("conv", "bn", "dropout") -> estimate
+    claims: dict[str, ClaimHeadline]  # claim key -> estimate, CI, adjusted p, verdict
+    by_variant: dict[str, dict[str, MeanCI]]  # variant -> headline measure -> mean [CI] (a lower bound if censored)
+    censored: dict[str, dict[str, int]]  # variant -> sigma* measure -> seeds that never reached it
+
+
+STEP_CURVATURE = "finite_step_curvature"  # added by the aggregate: each run's kappa at the slice grid step
 
 
 def val_loss_area(epochs: int) -> str:
