@@ -56,8 +56,6 @@ from landscape.study.params import BN_MODES, ClaimRuleParams, VariantParams
 from landscape.study.results import (
     GAP,
     GAP_RUNNING,
-    LAMBDA_MAX,
-    TRACE,
     VAL_ACC,
     Censored,
     RunResults,
@@ -379,23 +377,20 @@ def claim_headline(c: Claim) -> ClaimHeadline:
     so the numbers are null."""
     i = c.estimate.interval
     if c.estimate.censored:
-        return ClaimHeadline(math.nan, [math.nan, math.nan], math.nan, c.verdict)
-    return ClaimHeadline(i.mean, [i.ci_low, i.ci_high], c.p_adjusted, c.verdict)
-
-
-HEADLINE_MEASURES = (VAL_ACC, GAP, LAMBDA_MAX, TRACE)  # with the sigma* that headline_sigma_star chooses
+        return ClaimHeadline(math.nan, math.nan, math.nan, math.nan, c.verdict)
+    return ClaimHeadline(i.mean, i.ci_low, i.ci_high, c.p_adjusted, c.verdict)
 
 
 def headline(summary: StudySummary, first: RunResults) -> Headline:
     """``metrics/headline.json`` from the full table: each claim's estimate, CI, Holm-adjusted p and verdict; per
-    variant the mean [CI] over seeds of 5 headline measures (validation accuracy, gap, sigma* chosen from
-    ``first``, a run of the study, as the report does, local lambda_max and trace) and how many seeds left its
-    sigma* censored. 141 values for 8 variants and 13 claims."""
+    variant the mean and CI over seeds of validation accuracy, gap and sigma* (chosen from ``first``, a run of
+    the study, as the report does) and how many seeds left its sigma* censored. 146 values for 8 variants and 13
+    claims."""
     star = headline_sigma_star(first)[0]
-    chosen = [VAL_ACC, GAP, star, *HEADLINE_MEASURES[2:]]
+    chosen = [VAL_ACC, GAP, star]
 
     def mean_ci(e: Estimate) -> MeanCI:
-        return MeanCI(e.interval.mean, [e.interval.ci_low, e.interval.ci_high])
+        return MeanCI(e.interval.mean, e.interval.ci_low, e.interval.ci_high)
 
     return Headline(
         n_seeds=len(summary.seeds),

@@ -111,32 +111,34 @@ class StudySummary:
 
 @dataclass(frozen=True)
 class ClaimHeadline:
-    """A claim's estimate with its 95 % CI ([low, high]; all null where a censored seed leaves no valid estimate),
-    its Holm-adjusted p (null where there is no test; the raw p is in study.json) and its verdict."""
+    """A claim's estimate with its 95 % CI (all null where a censored seed leaves no valid estimate), its
+    Holm-adjusted p (null where there is no test; the raw p is in study.json) and its verdict."""
 
     estimate: float
-    ci: list[float]
+    ci_low: float
+    ci_high: float
     p_adjusted: float
     verdict: str
 
 
 @dataclass(frozen=True)
 class MeanCI:
-    """A per-variant mean over training seeds with its 95 % t-CI [low, high] (null where the mean is a bound)."""
+    """A per-variant mean over training seeds with its 95 % t-CI (null where the mean is a bound). Separate keys,
+    not a [low, high] list: DVC leaves lists out of `dvc metrics` and `dvc exp show`."""
 
     mean: float
-    ci: list[float]
+    ci_low: float
+    ci_high: float
 
 
 @dataclass(frozen=True)
 class Headline:
-    """metrics/headline.json: the study's answers in a few numbers, each CI one [low, high] value (DVC shows a
-    list as one column). Every other measure, std, raw p and the factorial effects are in study.json and the
-    report."""
+    """metrics/headline.json: the study's answers in a few numbers. Every other measure, std, raw p and the
+    factorial effects are in study.json and the report."""
 
     n_seeds: int
     claims: dict[str, ClaimHeadline]  # claim key -> estimate, CI, adjusted p, verdict
-    by_variant: dict[str, dict[str, MeanCI]]  # variant -> headline measure -> mean [CI] (a lower bound if censored)
+    by_variant: dict[str, dict[str, MeanCI]]  # variant -> headline measure -> mean, CI (a lower bound if censored)
     censored: dict[str, dict[str, int]]  # variant -> sigma* measure -> seeds that never reached it
 
 
