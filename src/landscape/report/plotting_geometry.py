@@ -74,11 +74,13 @@ def effects(data: StudyData) -> Figure:
             marker = {1: "^", -1: "v"}.get(est.bound, "o") if est.censored else "o"
             hollow = term in interacting
             masked += hollow
-            point(ax, x, est.interval, "0.65" if hollow else "0.15", scale=scale, marker=marker)
-            for k, simple in enumerate(s for s in interacting.get(term, []) if not s.estimate.censored):
-                point(ax, x + 0.15 * (k + 1), simple.estimate.interval, "tab:purple", scale=scale, marker="s")
+            simple = [s for s in interacting.get(term, []) if not s.estimate.censored]
+            point(ax, x - 0.35 if simple else x, est.interval, "0.65" if hollow else "0.15", scale=scale, marker=marker)
+            step = 0.7 / len(simple) if simple else 0.0  # the simple effects share the rest of the factor's slot
+            for k, s in enumerate(simple):
+                point(ax, x - 0.2 + step * (k + 0.5), s.estimate.interval, "tab:purple", scale=scale, marker="s")
         ax.set_xticks(range(len(FACTORS)), [EFFECT_LABELS[f] for f in FACTORS])
-        ax.set_xlim(-0.5, len(FACTORS) - 0.35)
+        ax.set_xlim(-0.5, len(FACTORS) - 0.5)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     notes = []
