@@ -36,7 +36,7 @@ HEADLINE = [
     "--drop",
     ".*",
     "--keep",
-    r"Experiment|rev|by_variant\.(mlp|cnn)\.(val_acc|gap)\.mean|claims\.(val_acc|a_steeper)\.verdict",
+    r"Experiment|by_variant\.(mlp|cnn)\.(val_acc|gap)\.mean|claims\.(val_acc|a_steeper)\.verdict",
 ]
 
 
