@@ -2,11 +2,13 @@
 metrics/study.json (means, CIs over seeds, paired differences, factorial effects, claims), metrics/headline.json
 (the declared metric: a few numbers of it) and the per-variant curves of plots/study/ that `dvc plots` draws."""
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 
 from landscape.report.aggregate import headline, study_curves, study_summary
+from landscape.report.regimes import regime_summary
 from landscape.report.schema import ALL_RUNS_JSON, HEADLINE_JSON, STUDY_JSON
 from landscape.study.atomic import replace_dir, write_json, write_text
 from landscape.study.params import load_params
@@ -32,12 +34,14 @@ def main() -> None:
     params = load_params()
     variants, seeds = params.study.variants, params.study.seeds
     runs = {(v, s): load_run(RunPaths(v, s)) for v in variants for s in seeds}
-    factorial = {v: params.variant(v) for v in variants}
+    factorial = {v: params.variant(v) for v in params.factorial()}
     history = {v: long_rows([RunPaths(v, s) for s in seeds], "history") for v in variants}
     slices = {v: long_rows([RunPaths(v, s) for s in seeds], "slice") for v in variants}
     drop = min(params.robustness.drops)
     rules, modes = params.claim_rules, params.robustness.modes
     study = study_summary(runs, history, slices, variants, seeds, factorial, rules, drop, modes)
+    per_run = {(v, s): history[v][history[v]["seed"] == s].to_dict("records") for v, s in runs}
+    study = dataclasses.replace(study, regimes=regime_summary(params, runs, per_run))
     tables = curves(variants, seeds, runs, history, slices)
 
     def fill(tmp: Path) -> None:
@@ -47,7 +51,7 @@ def main() -> None:
     replace_dir(PLOTS_DIR / "study", fill)
     write_json(STUDY_JSON, to_json(study))
     write_json(ALL_RUNS_JSON, {v: {str(s): to_json(runs[(v, s)]) for s in seeds} for v in variants})
-    write_json(HEADLINE_JSON, to_json(headline(study, runs[(variants[0], seeds[0])])))
+    write_json(HEADLINE_JSON, to_json(headline(study, runs[(variants[0], seeds[0])], list(factorial))))
     print(
         f"aggregated {len(runs)} runs ({len(variants)} variants x {len(seeds)} seeds) into {STUDY_JSON} "
         f"and {HEADLINE_JSON}"

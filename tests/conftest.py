@@ -144,6 +144,14 @@ TINY_PARAMS = {
         "layer_directions": 1,
         "samples": {"train": 50, "val": 0, "bn": 50},
     },
+    "during_training": {
+        "hessian_samples": 50,
+        "lanczos_iterations": 4,
+        "cold_iterations": 4,
+        "warm_start": True,
+        "noise_val": 50,
+        "noise_trials": 2,
+    },
 }
 
 

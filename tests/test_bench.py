@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -125,16 +124,3 @@ def test_the_tiny_benchmark_gives_every_row_with_finite_positive_ratios(workspac
     assert all(math.isfinite(r) and r > 0 for r in ratios + scaling), rows
     assert "mlp: freshly initialized (no models/mlp/0/model.pt)" in text
     assert "Hessian-vector product" in text
-
-
-@pytest.mark.slow
-def test_the_step_profile_runs_and_accounts_for_the_convolutions() -> None:
-    """bench/profile_train_step.py (the per-op table of bench/README.md) runs on the repo's params and
-    attributes a share of the step to every op group it names."""
-    from conftest import run_command
-
-    out = run_command([sys.executable, REPO / "bench" / "profile_train_step.py", "--steps", "1"], REPO).stdout
-    assert "ms of self CPU time per step" in out
-    shares = {m[2]: float(m[1]) for line in out.splitlines() if (m := re.match(r"^\s*([\d.]+) %  (.+)$", line))}
-    assert set(shares) >= {"convolution (oneDNN, forward + backward)", "batch norm (forward + backward)"}
-    assert all(0 <= v <= 100 for v in shares.values()) and shares["convolution (oneDNN, forward + backward)"] > 10

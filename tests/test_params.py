@@ -50,12 +50,48 @@ def test_real_params_file_validates():
 
 def test_variants_make_the_full_conv_bn_dropout_factorial():
     params = parse_params(real_raw())
-    cells = {(v.conv, v.bn, v.dropout): name for name, v in params.variants.items()}
-    assert len(cells) == 8 == len(params.variants)
+    factorial = {n: v for n, v in params.variants.items() if not v.regime}
+    cells = {(v.conv, v.bn, v.dropout): name for name, v in factorial.items()}
+    assert len(cells) == 8 == len(factorial) == len(params.factorial())
     assert cells[(False, False, False)] == "mlp"  # Model A
     assert cells[(True, True, True)] == "cnn"  # Model B
-    assert params.study.train_mlp == [n for n, v in params.variants.items() if not v.conv]
-    assert params.study.train_cnn == [n for n, v in params.variants.items() if v.conv]
+    assert params.study.train_mlp == [n for n in params.study.variants if not params.variant(n).conv]
+    assert params.study.train_cnn == [n for n in params.study.variants if params.variant(n).conv]
+
+
+def test_regime_cells_override_lr_and_batch_for_both_models():
+    """The training-regime arm: A and B under the issue's four (lr, batch) cells around the default, each cell a
+    variant whose train overrides reach its TrainParams and nothing else's."""
+    params = parse_params(real_raw())
+    cells = {(0.2, 128), (0.0125, 128), (0.2, 512), (0.05, 512)}
+    defined = [n for n, v in params.variants.items() if v.regime]
+    assert set(params.regimes()) <= set(defined)
+    assert {params.variant(v).family for v in params.regimes()} == {"mlp"}  # the default study: A's cells only
+    for family, model in (("mlp", "mlp"), ("cnn", "cnn")):
+        regimes = [v for v in defined if params.variant(v).family == family]
+        got = {(params.train_for(v).lr, params.train_for(v).batch_size) for v in regimes}
+        assert cells <= got, family
+        for v in regimes:  # the same network as Model A / Model B
+            assert params.model_config(v) == params.model_config(model)
+    assert params.train_for("mlp") == params.train
+    assert params.train_for("mlp_b512").epochs == params.train.epochs
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"lrr": 0.1}, "unknown key 'variants.mlp.train.lrr'. Did you mean 'lr'"),
+        ({"lr": -1}, "'variants.mlp.train.lr' = -1 is not allowed"),
+        ({"batch_size": 10**6}, "'variants.mlp.train.batch_size' = 1000000 is larger than the training split"),
+        ({"optimizer": "lion"}, "'variants.mlp.train.optimizer' = 'lion' is not allowed"),
+    ],
+)
+def test_bad_train_overrides_name_the_variant_key(override, fragment):
+    raw = real_raw()
+    raw["variants"]["mlp"]["train"] = override
+    with pytest.raises(StudyError) as err:
+        parse_params(raw)
+    assert fragment in str(err.value)
 
 
 def test_model_config_takes_widths_from_the_family_and_bn_dropout_from_the_variant():

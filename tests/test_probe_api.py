@@ -93,6 +93,7 @@ CALLS = {
     "curvature": lambda m, d, bn: probes.curvature(
         m, d, probes.CurvatureSettings(lanczos_iterations=3, hutchinson_samples=2, flatness_samples=2, layer_seeds=[1])
     ),
+    "top_eigenvalues": lambda m, d, bn: probes.top_eigenvalues(m, d, probes.CurvatureSettings(lanczos_iterations=3)),
     "loss_gradient": lambda m, d, bn: probes.loss_gradient(m, d),
     "hvp": lambda m, d, bn: probes.hvp(m, d, [torch.ones_like(p) for p in m.parameters()]),
     "hvp_many": lambda m, d, bn: probes.hvp_many(m, d, [[torch.ones_like(p) for p in m.parameters()]] * 2),
@@ -313,7 +314,7 @@ def test_params_sections_compose_the_probe_settings():
         5, 0.5, (1, 2), "layer", "all", ("frozen", "recalibrated"), "train"
     )
     assert section.surface_settings(shared, [3, 4]) == probes.SurfaceSettings(7, 0.25, (3, 4), "layer", "all")
-    assert PathParams(11, 0.2, samples).path_settings() == probes.PathSettings(11, 0.2, "auto")
+    assert PathParams(11, 0.2, samples, 1e-3).path_settings() == probes.PathSettings(11, 0.2, "auto")
     seeds = {"lanczos": 1, "hutchinson": 2, "flatness": 3}
     assert CurvatureParams(2, 10, 4, 5, 1, samples).curvature_settings(shared, seeds, [9]) == probes.CurvatureSettings(
         2, 10, 4, 5, (9,), "all", 1, 2, 3

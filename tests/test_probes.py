@@ -64,7 +64,7 @@ SLICE = SliceParams(
 CURVATURE = CurvatureParams(
     top_k=2, lanczos_iterations=4, hutchinson_samples=2, flatness_samples=2, layer_directions=1, samples=UNUSED
 )
-PATH = PathParams(points=3, margin=0.5, samples=UNUSED)
+PATH = PathParams(points=3, margin=0.5, samples=UNUSED, monotonic_tolerance=1e-3)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -142,6 +142,12 @@ def train_summary(v: str, seed: int, lv: Levels) -> TrainSummary:
         train_acc_running=lv.val_acc + lv.gap_running,
         target_acc=0.88,
         epochs_to_target=Censored(lv.epochs, False),
+        lr=0.05,
+        batch_size=128,
+        momentum=0.9,
+        diverged=None,
+        sharpness=[],
+        early=None,
     )
 
 
@@ -201,7 +207,7 @@ def curvature_summary(v: str, seed: int, lv: Levels) -> CurvatureSummary:
     )
 
 
-def path_summary(v: str, seed: int, lv: Levels, bn: str) -> PathSummary:
+def path_summary(v: str, seed: int, lv: Levels, bn: str, params: Params) -> PathSummary:
     both = ("train", "val")
     return PathSummary(
         variant=v,
@@ -212,6 +218,7 @@ def path_summary(v: str, seed: int, lv: Levels, bn: str) -> PathSummary:
         loss_at_1={"train": 0.3, "val": 0.35},
         acc_at_1={"train": lv.val_acc + lv.gap, "val": lv.val_acc},
         monotonic=dict.fromkeys(both, True),
+        tolerance=params.path.monotonic_tolerance,
         max_rise=dict.fromkeys(both, 0.0),
         barrier=dict.fromkeys(both, 0.0),
     )
@@ -225,7 +232,7 @@ def make_run(v: str, seed: int, lv: Levels, params: Params) -> RunResults:
         train=train_summary(v, seed, lv),
         robustness=RobustnessSummary(v, seed, "val", "weights", 5, 2000, curves),
         slice=slice_summary(v, seed, lv, bns, params),
-        path=path_summary(v, seed, lv, bns[-1]),
+        path=path_summary(v, seed, lv, bns[-1], params),
         curvature=curvature_summary(v, seed, lv),
     )
 
@@ -331,6 +338,8 @@ def make_study(params: Params, levels: dict[str, Levels], seeds: list[int], nois
         slices={v: f["slices"] for v, f in frames.items()},
         paths={v: f["paths"] for v, f in frames.items()},
         surfaces={v: f["surface"] for v, f in frames.items()},
+        all_runs=runs,
+        sharpness={},
     )
     return raw, data
 
@@ -664,7 +673,7 @@ def leaves(tree) -> list[tuple[str, ...]]:
 
 def test_headline_is_small_and_names_no_params_section(params: Params) -> None:
     raw, data = full_factorial(params)
-    head = headline(data.study, data.runs[("mlp", 0)])
+    head = headline(data.study, data.runs[("mlp", 0)], data.variants)
     tree = to_json(head)
     paths = leaves(tree)
     assert len(paths) <= 150, len(paths)
@@ -692,7 +701,7 @@ def test_headline_is_small_and_names_no_params_section(params: Params) -> None:
 
 def test_a_censored_claim_has_no_estimate_in_the_headline(params: Params) -> None:
     _, data = ab_study(params, "agrees", b_censored=True)
-    tree = to_json(headline(data.study, data.runs[("mlp", 0)]))
+    tree = to_json(headline(data.study, data.runs[("mlp", 0)], data.variants))
     star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
     assert tree["claims"]["noise_tolerant_filter"] == {
         "estimate": None,
@@ -739,6 +748,9 @@ def write_run_files(root, data: StudyData, raw: dict) -> None:
             ("surface", data.surfaces[v]),
         ):
             frame[frame["seed"] == s].drop(columns="seed").to_csv(root / paths.plot(probe), index=False)
+        columns = ["epoch", "lambda_max", "lr", "threshold", "ratio"]
+        rows = [[q.epoch, q.lambda_max, q.lr, 2 * 1.9 / q.lr, q.lambda_max * q.lr / 3.8] for q in run.train.sharpness]
+        pd.DataFrame(rows, columns=columns).to_csv(root / paths.plot("sharpness"), index=False)
     (root / STUDY_JSON).write_text(json.dumps(raw))
 
 
@@ -898,16 +910,21 @@ def test_fan_in_test_ranks_the_distinct_layers_and_never_confirms(params: Params
 
 
 def test_path_reports_where_the_validation_loss_rises(params: Params) -> None:
-    from landscape.report.geometry import MONOTONIC_TOLERANCE, largest_rise, monotonic_count
+    from landscape.report.geometry import largest_rise, monotonic_count
+
+    tolerance = params.path.monotonic_tolerance
 
     t = np.linspace(0, 1.2, 13)
     assert largest_rise(t, 0.2 + 0.4 * (t - 0.9) ** 2) == pytest.approx((0.004, 0.9, 1.0))
     assert largest_rise(t, 2 - t) == pytest.approx((0.0, 0.0, 0.0))
     _, data = full_factorial(params)
     runs = dict(data.runs)
-    for key, rise in ((("mlp", 0), 0.004), (("cnn", 1), 0.5 * MONOTONIC_TOLERANCE)):
+    for key, rise in ((("mlp", 0), 0.004), (("cnn", 1), 0.5 * tolerance)):
         p = runs[key].path
-        runs[key] = dataclasses.replace(runs[key], path=dataclasses.replace(p, max_rise={**p.max_rise, "val": rise}))
+        flags = {**p.monotonic, "val": rise <= tolerance}  # as the path stage decides it
+        runs[key] = dataclasses.replace(
+            runs[key], path=dataclasses.replace(p, max_rise={**p.max_rise, "val": rise}, monotonic=flags)
+        )
     frame = data.paths["mlp"].copy()
     dip = (frame["seed"] == 0) & (frame["split"] == "val")
     frame.loc[dip, "loss"] = 0.2 + 0.4 * (frame.loc[dip, "t"] - 0.9) ** 2
@@ -919,7 +936,7 @@ def test_path_reports_where_the_validation_loss_rises(params: Params) -> None:
         "The validation-subset loss on the path is monotonic in 23 of 24 runs; the others are `mlp` (1 of 3: from "
         "its minimum at t = 0.90 it rises by 0.004 nats to t = 1.00)."
     ) in section
-    assert f"never rises more than {MONOTONIC_TOLERANCE:g} nats above an earlier minimum" in section
+    assert f"never rises more than {tolerance:g} nats (params path.monotonic_tolerance) above an earlier" in section
 
 
 def test_correlations_take_the_variant_means_as_the_unit(params: Params) -> None:

@@ -74,7 +74,15 @@ def test_stage_outputs_are_the_library_run_paths(variant):
     run = RunPaths(variant, seed)
     family = PARAMS.variant(variant).family
     expected = {
-        f"train_{family}": {run.model, run.initial, run.metrics("train"), run.plot("history"), run.timing("train")},
+        f"train_{family}": {
+            run.model,
+            run.initial,
+            run.epoch1,
+            run.metrics("train"),
+            run.plot("history"),
+            run.plot("sharpness"),
+            run.timing("train"),
+        },
         "robustness": {run.metrics("robustness"), run.plot("robustness"), run.timing("robustness")},
         "slice": {run.metrics("slice"), run.plot("slice"), run.plot("surface"), run.timing("slice")},
         "path": {run.metrics("path"), run.plot("path"), run.timing("path")},

@@ -193,7 +193,7 @@ TS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
 
 
 def summarize(curves: dict[str, list[float]]):
-    return path_summary("mlp", 0, TS, curves, {s: 0.9 for s in curves}, 0.7, "frozen")
+    return path_summary("mlp", 0, TS, curves, {s: 0.9 for s in curves}, 0.7, "frozen", 1e-3)
 
 
 def test_path_summary_of_a_monotonic_convex_descent():

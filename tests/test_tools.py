@@ -125,6 +125,17 @@ def test_stage_times_table_medians_over_seeds(tmp_path) -> None:
     text = module.table(module.collect(tmp_path))
     assert "| train | 15.0 s |" in text
     assert "2 stage runs, 0.5 min" in text and "901 MB" in text
+    assert "share" not in text  # no lambda_max during training recorded
+
+
+def test_stage_times_give_the_share_of_lambda_max_during_training(tmp_path) -> None:
+    module = load_tool("stage_times")
+    for seed, (train, during) in enumerate(((100.0, 10.0), (100.0, 20.0), (50.0, 4.0))):
+        path = tmp_path / "mlp" / str(seed) / "train.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"wall_s": train + during, "peak_rss_mb": 900.0, "train_s": train,
+                                    "during_training_s": during}))  # fmt: skip
+    assert "| mlp | 10.0 % |" in module.table(module.collect(tmp_path))  # median of 10 %, 20 %, 8 %
 
 
 # --- the device key ---------------------------------------------------------------------------

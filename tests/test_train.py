@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 
 import pytest
@@ -20,12 +21,13 @@ from torch import nn
 
 from conftest import SMALL_MODELS as SMALL
 from conftest import learnable_split
-from landscape.errors import StudyError
 from landscape.probes.evaluation import evaluate
 from landscape.study.data import Dataset, Split, batch_indices
 from landscape.study.models import MLP, build_model
 from landscape.study.params import ModelConfig, TrainParams
+from landscape.study.serialize import to_json
 from landscape.study.train import (
+    loss_slope,
     make_optimizer,
     make_schedule,
     train_epoch,
@@ -147,7 +149,9 @@ def run_training(name: str, data: Dataset, seed: int, epochs: int = 2):
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_train_model_returns_the_seeded_initial_weights_and_is_reproducible(tiny_dataset, name):
-    model, initial, history = run_training(name, tiny_dataset, seed=3)
+    run = run_training(name, tiny_dataset, seed=3)
+    model, initial, history = run.model, run.initial, run.history
+    assert run.diverged is None and run.first_epoch_slope is not None
     torch.manual_seed(3)
     fresh_init = build_model(SMALL[name]).state_dict()
     assert initial.keys() == fresh_init.keys()
@@ -156,20 +160,21 @@ def test_train_model_returns_the_seeded_initial_weights_and_is_reproducible(tiny
     assert any(not torch.equal(model.state_dict()[k], initial[k]) for k in initial if initial[k].is_floating_point())
     assert [r.epoch for r in history] == [1, 2]
     assert not model.training
-    again, initial_again, history_again = run_training(name, tiny_dataset, seed=3)
-    assert history_again == history
-    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
-    other, _, history_other = run_training(name, tiny_dataset, seed=4)
-    assert history_other != history
+    again = run_training(name, tiny_dataset, seed=3)
+    assert again.history == history
+    assert all(torch.equal(again.model.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert run_training(name, tiny_dataset, seed=4).history != history
 
 
 def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
     data = tiny_dataset
     train_eval = data.train.subset(50, 0)
     cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=2, target_acc=0.5)
-    model, _, history = train_model("cnn", SMALL["cnn"], cfg, 0, data, train_eval, CPU, EVAL_BATCH, progress=False)
-    s = training_summary("cnn", SMALL["cnn"], cfg, 0, model, history, data, train_eval, CPU, EVAL_BATCH)
+    run = train_model("cnn", SMALL["cnn"], cfg, 0, data, train_eval, CPU, EVAL_BATCH, progress=False)
+    model, history = run.model, run.history
+    s = training_summary("cnn", SMALL["cnn"], cfg, 0, run, data, train_eval, CPU, EVAL_BATCH, [], None)
     assert (s.variant, s.seed, s.family, s.epochs, s.device) == ("cnn", 0, "cnn", 2, "cpu")
+    assert (s.lr, s.batch_size, s.momentum, s.diverged) == (cfg.lr, cfg.batch_size, cfg.momentum, None)
     assert s.n_parameters == sum(p.numel() for p in model.parameters())
     for split in ("train", "val", "test"):
         score = evaluate(model, getattr(data, split), EVAL_BATCH)
@@ -184,10 +189,62 @@ def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
     assert (s.epochs_to_target.value, s.epochs_to_target.censored) == expected
 
 
-def test_divergence_is_a_study_error_naming_run_and_batch(tiny_dataset):
-    cfg = dataclasses.replace(train_cfg("sgd", 1e8, 0.0), epochs=1)
-    with pytest.raises(StudyError, match=r"training mlp \(seed 0\) at epoch 1, batch \d+ diverged"):
-        train_model("mlp", SMALL["mlp"], cfg, 0, tiny_dataset, tiny_dataset.train, CPU, EVAL_BATCH, progress=False)
+def test_a_diverging_run_ends_cleanly_with_the_last_finite_weights(tiny_dataset):
+    """lr 1e8 makes the loss NaN within epoch 1: the run stops there, says where, and hands back the initial
+    weights (the last finite ones) with an empty history; its summary holds no NaN and a censored target."""
+    cfg = dataclasses.replace(train_cfg("sgd", 1e8, 0.0), epochs=3)
+    run = train_model("mlp", SMALL["mlp"], cfg, 0, tiny_dataset, tiny_dataset.train, CPU, EVAL_BATCH, progress=False)
+    assert run.diverged is not None and run.diverged.epoch == 1 and run.diverged.batch >= 1
+    assert run.diverged.loss in ("nan", "inf", "-inf")
+    assert run.history == [] and run.first_epoch_slope is None
+    assert all(torch.equal(run.model.state_dict()[k], v) for k, v in run.initial.items())
+    s = training_summary("mlp", SMALL["mlp"], cfg, 0, run, tiny_dataset, tiny_dataset.train, CPU, EVAL_BATCH, [], None)
+    assert (s.epochs_to_target.value, s.epochs_to_target.censored) == (3.0, True)
+    assert s.gap_running is None and s.train_acc_running is None
+    assert "NaN" not in json.dumps(to_json(s)) and "Infinity" not in json.dumps(to_json(s))
+
+
+def test_a_run_diverging_later_keeps_the_last_finite_epoch(tiny_dataset):
+    """Diverging in epoch 2 (huge lr from epoch 2 on) keeps epoch 1's weights and history."""
+    cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=3)
+    epoch1 = {}
+
+    def boost(epoch: int, model: nn.Module, lr: float) -> None:
+        if epoch == 1:
+            epoch1.update({k: v.clone() for k, v in model.state_dict().items()})
+            for group in optimizer_of[0].param_groups:
+                group["lr"] = 1e12
+
+    optimizer_of = []
+    original = torch.optim.SGD.__init__
+
+    def capture(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        optimizer_of.append(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.SGD, "__init__", capture)
+        run = train_model(
+            "mlp",
+            SMALL["mlp"],
+            cfg,
+            0,
+            tiny_dataset,
+            tiny_dataset.train,
+            CPU,
+            EVAL_BATCH,
+            progress=False,
+            observe=boost,
+        )
+    assert run.diverged is not None and run.diverged.epoch == 2
+    assert [r.epoch for r in run.history] == [1]
+    assert all(torch.equal(run.model.state_dict()[k], v) for k, v in epoch1.items())
+
+
+def test_loss_slope_is_the_least_squares_slope():
+    t = (torch.arange(8, dtype=torch.float64) + 0.5) / 8
+    assert loss_slope(3.0 - 2.0 * t) == pytest.approx(-2.0, abs=1e-12)
+    assert loss_slope(torch.tensor([1.0])) == 0.0
 
 
 # --- the train-split accuracy in the 2 x 2 of {dropout on, off} x {BN batch, running statistics} --

@@ -39,6 +39,16 @@ def table(found: dict[tuple[str, str], list[dict]]) -> str:
     peak = max(r["peak_rss_mb"] for runs in found.values() for r in runs)
     n = sum(len(runs) for runs in found.values())
     lines.append(f"\n{n} stage runs, {total / 60:.1f} min of stage work in all; largest peak RSS {peak:.0f} MB.")
+    share = {
+        v: [r["during_training_s"] / r["train_s"] for r in found.get(("train", v), []) if r.get("train_s")]
+        for v in variants
+    }
+    if any(share.values()):
+        lines.append(
+            "\nlambda_max during training, as a share of the training itself (during_training_s / train_s, median "
+            "over seeds; the target is 20 %):\n\n| variant | share |\n|---|---|"
+        )
+        lines += [f"| {v} | {100 * statistics.median(x):.1f} % |" for v, x in share.items() if x]
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ _HOME = {
     "PathResult": "surfaces",
     "PathPoint": "surfaces",
     "curvature": "layers",
+    "top_eigenvalues": "layers",
     "CurvatureResult": "layers",
     "TensorCurvature": "layers",
     "loss_gradient": "hessian",

@@ -129,15 +129,22 @@ class MeanLoss:
             out += [_dot(d, hd) for d, hd in zip(ds, self.hvp_many(ds), strict=True)]
         return out
 
-    def lanczos(self, k: int, iterations: int, seed: int) -> Eigen:
-        """See ``lanczos``."""
+    def lanczos(self, k: int, iterations: int, seed: int, start: Tensor | None = None) -> Eigen:
+        """See ``lanczos``. ``start``: a flat start vector (e.g. the top Ritz vector of a nearby Hessian: a warm
+        start) in place of the seeded Gaussian one."""
         dim = sum(p.numel() for p in self.params)
         if k < 1 or iterations < 1 or dim == 0:
             raise ValueError(f"need k >= 1, iterations >= 1 and parameters (got k = {k}, iterations = {iterations})")
-        q = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        if start is None:
+            q = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        else:
+            q = start.detach().double().reshape(-1)
+            if q.numel() != dim or not bool(torch.isfinite(q).all()) or float(q.norm()) == 0:
+                raise ValueError(f"lanczos: the start vector must be finite, non-zero and of length {dim}")
         q = (q / q.norm()).to(self.params[0].device)
+        basis: list[Tensor] = []
         alphas, betas = _lanczos_coefficients(
-            lambda vec: _flat(self.hvp_many([_unflat(vec, self.params)])[0]), q, min(iterations, dim)
+            lambda vec: _flat(self.hvp_many([_unflat(vec, self.params)])[0]), q, min(iterations, dim), basis
         )
         m = len(alphas)
         t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
@@ -154,7 +161,8 @@ class MeanLoss:
         ascending = torch.argsort(theta)
         ritz = [theta[i].item() for i in ascending]
         weights = [s[0, i].item() ** 2 for i in ascending]  # (e_1^T s_i)^2: the start vector's mass on pair i
-        return Eigen(values=values, residuals=residuals, iterations=m, ritz=ritz, ritz_weights=weights)
+        top = basis[0][:m].T @ s[:, order[0]].to(basis[0].device)  # the top Ritz vector, flat, float64
+        return Eigen(values=values, residuals=residuals, iterations=m, ritz=ritz, ritz_weights=weights, vector=top)
 
     def hutchinson_trace(self, samples: int, seed: int) -> TraceEstimate:
         """See ``hutchinson_trace``."""
@@ -219,6 +227,7 @@ class Eigen:
     # PyHessian, one probe vector. Ritz values lie inside the spectrum, so ritz[0] >= lambda_min (a bound).
     ritz: list[float] = field(default_factory=list)
     ritz_weights: list[float] = field(default_factory=list)
+    vector: Tensor | None = field(default=None, repr=False, compare=False)  # top Ritz vector, flat (a warm start)
 
 
 def _flat(v: Vector) -> Tensor:
@@ -230,9 +239,14 @@ def _unflat(flat: Tensor, params: Vector) -> Vector:
     return [t.reshape(p.shape).to(p.dtype) for t, p in zip(flat.split(sizes), params, strict=True)]
 
 
-def _lanczos_coefficients(apply: Callable[[Tensor], Tensor], q: Tensor, steps: int) -> tuple[list[float], list[float]]:
-    """alpha_j, beta_j of the tridiagonal T from ``steps`` Lanczos steps with full re-orthogonalization (float64)."""
+def _lanczos_coefficients(
+    apply: Callable[[Tensor], Tensor], q: Tensor, steps: int, keep: list[Tensor] | None = None
+) -> tuple[list[float], list[float]]:
+    """alpha_j, beta_j of the tridiagonal T from ``steps`` Lanczos steps with full re-orthogonalization (float64);
+    the Lanczos vectors (steps x dim, rows beyond the steps done unused) are appended to ``keep`` when given."""
     basis = torch.empty(steps, q.numel(), dtype=torch.float64, device=q.device)
+    if keep is not None:
+        keep.append(basis)
     alphas: list[float] = []
     betas: list[float] = []
     for j in range(steps):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from landscape.probes.data import BATCH_SIZE, Data
 from landscape.probes.directions import filter_normalized_direction, parameters_of, perturbed_mask, weight_names
@@ -54,6 +54,31 @@ class CurvatureResult:
         return self.eigen.values[0] if self.eigen.values else math.nan
 
 
+def _mean_loss(model: nn.Module, data: Data, settings: CurvatureSettings, batch_size: int, loss_fn: LossFn) -> MeanLoss:
+    mask = perturbed_mask(model, settings.parameters)
+    params = [p for p, keep in zip(parameters_of(model), mask, strict=True) if keep]
+    return MeanLoss.of(model, data, params, batch_size, loss_fn)
+
+
+def top_eigenvalues(
+    model: nn.Module,
+    data: Data,
+    settings: CurvatureSettings | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    loss_fn: LossFn = cross_entropy,
+    start: Tensor | None = None,
+) -> Eigen:
+    """The Lanczos part of ``curvature`` alone (same parameters, seed and iterations): cheap enough to
+    repeat during training. ``curvature(...).eigen`` equals it for equal settings. ``start``: a flat start
+    vector over the perturbed parameters (a warm start, e.g. the ``vector`` of the previous call) in place of
+    the seeded one."""
+    settings = settings or CurvatureSettings()
+    return _mean_loss(model, data, settings, batch_size, loss_fn).lanczos(
+        settings.top_k, settings.lanczos_iterations, settings.lanczos_seed, start
+    )
+
+
 def curvature(
     model: nn.Module,
     data: Data,
@@ -65,9 +90,7 @@ def curvature(
     """Lanczos top-k, Hutchinson trace (with every tensor's diagonal block), relative flatness per weight tensor,
     and d_l^T H d_l for filter-normalized directions that move one tensor only, over ``settings.parameters``."""
     settings = settings or CurvatureSettings()
-    mask = perturbed_mask(model, settings.parameters)
-    params = [p for p, keep in zip(parameters_of(model), mask, strict=True) if keep]
-    f = MeanLoss.of(model, data, params, batch_size, loss_fn)
+    f = _mean_loss(model, data, settings, batch_size, loss_fn)
     eig = f.lanczos(settings.top_k, settings.lanczos_iterations, settings.lanczos_seed)
     trace = f.hutchinson_trace(settings.hutchinson_samples, settings.hutchinson_seed)
     flat = f.relative_flatness(settings.flatness_samples, settings.flatness_seed)
@@ -80,6 +103,6 @@ def curvature(
             names[i], tuple(p.shape), p[0].numel() if p.dim() > 1 else p.numel(),
             trace.per_tensor[i], trace.per_tensor_se[i], flat.per_tensor[i], flat.per_tensor_se[i], per_layer[i],
         )
-        for i, p in enumerate(params)
+        for i, p in enumerate(f.params)
     ]  # fmt: skip
     return CurvatureResult(eig, trace, flat, layers, f.n)

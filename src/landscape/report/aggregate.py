@@ -323,6 +323,12 @@ def claims(
     return judge(specs, estimates)
 
 
+def finite(measures: Mapping[str, Censored]) -> dict[str, Censored]:
+    """The measures a run has a number for: a diverged run has no running-average gap, for one (the measure is
+    then missing for its variant, and a claim that needs it says so)."""
+    return {k: c for k, c in measures.items() if math.isfinite(c.value)}
+
+
 def study_summary(
     runs: Mapping[tuple[str, int], RunResults],
     history: Mapping[str, pd.DataFrame],
@@ -342,12 +348,13 @@ def study_summary(
     area, k = val_loss_area(rules.early_epochs), rules.early_epochs
 
     def added(v: str, s: int) -> dict[str, Censored]:
-        return {
-            area: Censored(loss_area(history[v][history[v]["seed"] == s], k), False),
-            STEP_CURVATURE: Censored(step_curvature(slices[v][slices[v]["seed"] == s]), False),
-        }
+        rows = history[v][history[v]["seed"] == s]
+        out = {STEP_CURVATURE: Censored(step_curvature(slices[v][slices[v]["seed"] == s]), False)}
+        if len(rows) >= k:  # a run that diverged before epoch k has no such area
+            out[area] = Censored(loss_area(rows, k), False)
+        return out
 
-    measures = {(v, s): run_measures(r) | added(v, s) for (v, s), r in runs.items()}
+    measures = {(v, s): finite(run_measures(r) | added(v, s)) for (v, s), r in runs.items()}
     table = per_variant(measures, variants, seeds)
     b_minus_a: dict[str, Estimate] = {}
     judged_claims: list[Claim] = []
@@ -381,11 +388,12 @@ def claim_headline(c: Claim) -> ClaimHeadline:
     return ClaimHeadline(i.mean, i.ci_low, i.ci_high, c.p_adjusted, c.verdict)
 
 
-def headline(summary: StudySummary, first: RunResults) -> Headline:
+def headline(summary: StudySummary, first: RunResults, variants: Sequence[str]) -> Headline:
     """``metrics/headline.json`` from the full table: each claim's estimate, CI, Holm-adjusted p and verdict; per
     variant the mean and CI over seeds of validation accuracy, gap and sigma* (chosen from ``first``, a run of
-    the study, as the report does) and how many seeds left its sigma* censored. 146 values for 8 variants and 13
-    claims."""
+    the study, as the report does) and how many seeds left its sigma* censored, for ``variants`` (the factorial
+    cells); the verdicts of questions 1 and 4. 163 values for 8 variants, 13 claims, 14 regime claims and 3 signal
+    groups."""
     star = headline_sigma_star(first)[0]
     chosen = [VAL_ACC, GAP, star]
 
@@ -395,8 +403,12 @@ def headline(summary: StudySummary, first: RunResults) -> Headline:
     return Headline(
         n_seeds=len(summary.seeds),
         claims={c.key: claim_headline(c) for c in summary.claims},
-        by_variant={v: {m: mean_ci(t[m]) for m in chosen if m in t} for v, t in summary.variants.items()},
-        censored={v: {star: t[star].censored} for v, t in summary.variants.items() if star in t},
+        by_variant={
+            v: {m: mean_ci(t[m]) for m in chosen if m in t} for v, t in summary.variants.items() if v in variants
+        },
+        censored={v: {star: t[star].censored} for v, t in summary.variants.items() if star in t and v in variants},
+        regime_claims={} if summary.regimes is None else {c.key: c.verdict for c in summary.regimes.claims},
+        early_signals={} if summary.regimes is None else dict(summary.regimes.q4_verdicts),
     )
 
 

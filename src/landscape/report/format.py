@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from landscape.report.schema import Effect, Estimate
+from landscape.report.schema import Claim, Effect, Estimate
 from landscape.report.stats import ALPHA, Interval, seeds_for_power
 
 
@@ -131,3 +131,17 @@ def count(k: int, n: int) -> str:
 def optimizer_name(name: str) -> str:
     """'sgd' -> 'SGD with momentum', 'adam' -> 'Adam'; others unchanged."""
     return {"sgd": "SGD with momentum", "adam": "Adam"}.get(name, name)
+
+
+UNITS = {"fraction": PP, "pp": DROP_PP}  # Claim.unit -> how its estimate is printed; others in their own units
+
+
+def claim_estimate(c: Claim) -> str:
+    """The claim's estimate with its CI and n; a bound where values are censored, and nothing where there is no
+    measure to judge it on."""
+    unit = UNITS.get(c.unit, PLAIN)
+    if not c.measure:
+        return "no measure (see the claim)"
+    if c.estimate.censored:
+        return f"{bound(c.estimate, unit, per_seed=False)}: a bound, no test"
+    return estimate(c.estimate, unit, with_n=True)

@@ -32,9 +32,6 @@ from landscape.report.study_data import StudyData
 MIN_GROUPS = 4  # resampling fewer whole variants gives a handful of distinct resamples, not an interval
 LOCAL = "local Hessian (one activation pattern)"
 FAN_IN_LEVEL = 0.05  # one-sided level at which the per-layer ranking is called consistent with the fan-in explanation
-MONOTONIC_TOLERANCE = (
-    1e-3  # nats: the path loss is monotonic on [0, 1] when it never rises more above an earlier minimum
-)
 
 
 def group_tau(x: list[float], y: list[float], groups: list[str]) -> Interval:
@@ -284,15 +281,11 @@ def curvature(data: StudyData) -> str:
     )
 
 
-def monotonic(max_rise: float) -> bool:
-    """The path is monotonic when its loss never rises more than MONOTONIC_TOLERANCE above an earlier minimum."""
-    return max_rise <= MONOTONIC_TOLERANCE
-
-
 def monotonic_count(data: StudyData, split: str) -> str:
-    """'k of n': the runs whose path loss is monotonic on ``split`` (within MONOTONIC_TOLERANCE)."""
+    """'k of n': the runs whose path loss is monotonic on ``split`` (each path summary's own verdict, within its
+    ``tolerance``: params path.monotonic_tolerance)."""
     runs = [r.path for r in data.runs.values() if split in r.path.max_rise]
-    return count(sum(monotonic(p.max_rise[split]) for p in runs), len(runs))
+    return count(sum(p.monotonic[split] for p in runs), len(runs))
 
 
 def largest_rise(t: np.ndarray, loss: np.ndarray) -> tuple[float, float, float]:
@@ -313,7 +306,7 @@ def rise_where(data: StudyData, split: str) -> dict[str, list[tuple[int, float, 
     for v in data.variants:
         f = data.paths[v]
         for s in data.seeds:
-            if monotonic(data.runs[(v, s)].path.max_rise.get(split, 0.0)):
+            if data.runs[(v, s)].path.monotonic.get(split, True):
                 continue
             rows = f[(f["seed"] == s) & (f["split"] == split)].sort_values("t")
             out.setdefault(v, []).append((s, *largest_rise(rows["t"].to_numpy(float), rows["loss"].to_numpy(float))))
@@ -347,7 +340,7 @@ def path(data: StudyData) -> str:
         mine = [data.runs[(v, s)].path for s in data.seeds]
         rows.append(
             [v, estimate(data.study.get(v, M.PATH_DISTANCE), PLAIN)]
-            + [count(sum(monotonic(p.max_rise[s]) for p in mine), len(mine)) for s in splits]
+            + [count(sum(p.monotonic[s] for p in mine), len(mine)) for s in splits]
             + [estimate(data.study.get(v, m(s)), PLAIN) for m in (M.path_barrier, M.path_max_rise) for s in splits]
             + [interval(M.finite_ci(p.loss_at_1[s] for p in mine), PLAIN) for s in splits]
         )
@@ -364,7 +357,8 @@ def path(data: StudyData) -> str:
             "## 7. Optimization path",
             "Loss along theta(t) = (1 - t) theta_0 + t theta_T, from the initial to the trained weights, BN statistics "
             "recalibrated at every t where the variant has BN. Monotonic: the loss never rises more than "
-            f"{MONOTONIC_TOLERANCE:g} nats above an earlier minimum on [0, 1]; max rise: the largest such rise; "
+            f"{runs[0].tolerance:g} nats (params path.monotonic_tolerance) above an earlier minimum on [0, 1]; "
+            "max rise: the largest such rise; "
             "barrier: the largest excess over the straight line between L(0) and L(1).",
             table(header, rows),
             " ".join(non_monotonic_sentence(data, s, words[s]) for s in splits) + f" {_worst_barrier(data)}",

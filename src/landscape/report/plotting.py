@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from landscape.report import plotting_curves, plotting_geometry
+from landscape.report import plotting_curves, plotting_geometry, plotting_regimes
 from landscape.report.study_data import StudyData
 from landscape.study.atomic import write_bytes
 
@@ -27,6 +27,9 @@ FIGURES: dict[str, Callable[[StudyData], Figure]] = {
     "layers": plotting_geometry.layers,
     "surfaces": plotting_geometry.surfaces,
     "summary": plotting_geometry.summary,
+    "sharpness_training": plotting_regimes.sharpness_training,
+    "regimes": plotting_regimes.regimes,
+    "early_signals": plotting_regimes.early_signals,
 }
 
 

@@ -81,8 +81,8 @@ def _gap_range(data: StudyData) -> str:
 def _optimizer_experiment(params: Params) -> str:
     if params.train.optimizer == "sgd":
         return (
-            "- Whether any of this is specific to SGD is not tested here: the same study with Adam decides it "
-            "(`dvc exp run -S train.optimizer=adam`)."
+            "- Section 10 varies SGD's noise scale (lr / batch) for A and B and tests what it does to sharpness and "
+            "the gap; whether any of it is specific to SGD is not tested (`dvc exp run -S train.optimizer=adam`)."
         )
     return (
         f"- This study trains with {optimizer_name(params.train.optimizer)}; the default SGD study is its comparison."
@@ -127,9 +127,9 @@ def questions(data: StudyData, params: Params) -> str:
         [
             "**4. Can simple landscape observations show that optimization will be hard?**",
             *_effects(data, M.path_barrier("train"), "the largest barrier on the path (training loss, nats)"),
-            f"- The path is monotonic on the training subset in {monotonic_count(data, 'train')} runs. Where no run "
-            "shows a barrier, the study has no hard case to predict; runs that struggle (a larger learning rate, no "
-            "schedule) are the experiment that would decide it.",
+            f"- The path is monotonic on the training subset in {monotonic_count(data, 'train')} factorial runs, "
+            "which all train easily; section 11 adds runs that are hard to train (regime cells) and tests the early "
+            "signals against how hard each run was.",
         ],
     ]
     intro = (

@@ -13,8 +13,9 @@ from landscape.report import geometry as G
 from landscape.report import measures as M
 from landscape.report.aggregate import MODEL_A, MODEL_B
 from landscape.report.correlations import correlations
-from landscape.report.format import DROP_PP, PERCENT, PLAIN, PP, Unit, bound, estimate, optimizer_name, p_value, table
+from landscape.report.format import PERCENT, PLAIN, PP, Unit, claim_estimate, estimate, optimizer_name, p_value, table
 from landscape.report.questions import questions
+from landscape.report.regime_report import question_1, question_4
 from landscape.report.schema import Claim, val_loss_area
 from landscape.report.stats import BORDERLINE, VERDICT_RULE
 from landscape.report.study_data import StudyData
@@ -99,20 +100,6 @@ def results_table(data: StudyData, params: Params) -> str:
             "![learning curves](plots/figures/learning_curves.png)\n\n![noise](plots/figures/robustness.png)",
         ]
     )
-
-
-UNITS = {"fraction": PP, "pp": DROP_PP}  # Claim.unit -> how its estimate is printed; others in their own units
-
-
-def claim_estimate(c: Claim) -> str:
-    """The claim's estimate with its CI and n; a bound where values are censored, and nothing where there is no
-    measure to judge it on."""
-    unit = UNITS.get(c.unit, PLAIN)
-    if not c.measure:
-        return "no measure (see the claim)"
-    if c.estimate.censored:
-        return f"{bound(c.estimate, unit, per_seed=False)}: a bound, no test"
-    return estimate(c.estimate, unit, with_n=True)
 
 
 def borderline(found: list[Claim]) -> str:
@@ -277,5 +264,7 @@ def build_report(data: StudyData, params: Params) -> str:
         G.path(data),
         correlations(data, params),
         limits(data),
+        question_1(data),
+        question_4(data),
     ]
     return "\n\n".join(sections) + "\n"

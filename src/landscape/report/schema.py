@@ -80,6 +80,61 @@ class SimpleEffect:
 
 
 @dataclass(frozen=True)
+class RegimeCell:
+    variant: str
+    family: str
+    default: str  # the factorial variant with the same network and the shared train section
+    lr: float
+    batch_size: int
+    noise_scale: float  # (lr / batch) / (default lr / default batch)
+    batch_ratio: float
+
+
+@dataclass(frozen=True)
+class RunDifficulty:
+    variant: str
+    seed: int
+    reached: bool
+    epochs_to_target: float
+    final_train_loss: float  # nan for a diverged run
+    diverged_epoch: int  # 0: did not diverge
+    spiked: bool
+    score: float  # the difficulty order (larger: harder); see the module docstring
+
+
+@dataclass(frozen=True)
+class TauEvidence:
+    """Kendall's tau of one measure with another (the gap, or difficulty) over cell means and over runs."""
+
+    name: str
+    label: str
+    scope: str  # "mlp", "cnn" or "all"
+    tau: float  # over cell means
+    p: float  # permutation p over the cell means (exact up to 8 cells)
+    p_adjusted: float  # Holm over the family
+    exact: bool
+    cells: int
+    runs: Interval  # tau over runs, CI from resampling whole cells (no CI under 4 cells)
+    excluded: int  # runs without a finite value (diverged in epoch 1, say)
+
+
+@dataclass(frozen=True)
+class RegimeSummary:
+    """Questions 1 and 4 from the training-regime arm (``landscape.report.regimes``)."""
+
+    cells: dict[str, RegimeCell]  # every regime variant
+    claims: list[Claim]  # Q1, one Holm family
+    sharpness_tau: list[TauEvidence]  # Q1: sharpness measures against the gap within an architecture
+    early_tau: list[TauEvidence]  # Q4: signals after epoch 1 against difficulty (one Holm family)
+    final_tau: list[TauEvidence]  # Q4: the final-weight measures against difficulty (their own family)
+    q4_verdicts: dict[str, str]  # each claimed signal group -> agrees / inconclusive
+    difficulty: list[RunDifficulty]
+    hard_cells: list[str]
+    stability: dict[str, float]  # variant -> largest lambda_max x lr_t / (2 (1 + momentum)) over its runs and epochs
+    stability_base: dict[str, float]  # the same with the run's base lr in place of the scheduled lr_t
+
+
+@dataclass(frozen=True)
 class StudySummary:
     """metrics/study.json: per-variant Estimates, B - A Estimates, the judged claims, the factorial effects and,
     for each interaction whose CI excludes 0, the simple effects of its factors.
@@ -95,6 +150,7 @@ class StudySummary:
     effects: dict[str, dict[str, Effect]]  # measure -> term ("conv", "bn", "conv:bn", ...) -> effect
     simple_effects: dict[str, dict[str, list[SimpleEffect]]]  # measure -> interaction ("conv:bn") -> simple effects
     loss_area_epochs: int  # the epochs 1..k of the val_loss_area measure every run has (claim_rules.early_epochs)
+    regimes: RegimeSummary | None = None  # questions 1 and 4; None without regime cells
 
     def get(self, variant: str, measure: str) -> Estimate | None:
         """The Estimate of ``measure`` for ``variant``, or None where the study has none."""
@@ -140,6 +196,8 @@ class Headline:
     claims: dict[str, ClaimHeadline]  # claim key -> estimate, CI, adjusted p, verdict
     by_variant: dict[str, dict[str, MeanCI]]  # variant -> headline measure -> mean, CI (a lower bound if censored)
     censored: dict[str, dict[str, int]]  # variant -> sigma* measure -> seeds that never reached it
+    regime_claims: dict[str, str]  # question 1: claim key -> verdict (estimates and p in study.json)
+    early_signals: dict[str, str]  # question 4: the reference's signal group -> verdict
 
 
 STEP_CURVATURE = "finite_step_curvature"  # added by the aggregate: each run's kappa at the slice grid step

@@ -79,15 +79,22 @@ class StudyParams:
 
 @dataclass(frozen=True)
 class VariantParams:
-    """One cell of the conv x BN x dropout factorial."""
+    """One cell of the conv x BN x dropout factorial, or (with ``train`` overrides) a training-regime cell:
+    the same network trained under other ``train:`` keys (e.g. ``{lr: 0.2, batch_size: 512}``)."""
 
     conv: bool
     bn: bool
     dropout: bool
+    train: dict[str, object] = dataclasses.field(default_factory=dict)  # overrides of the train section
 
     @property
     def family(self) -> str:
         return "cnn" if self.conv else "mlp"
+
+    @property
+    def regime(self) -> bool:
+        """True for a training-regime cell: its training differs from the shared ``train`` section."""
+        return bool(self.train)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,28 @@ class MLPParams:
 class CNNParams:
     channels: list[int] = checked(**ALL_POSITIVE)
     fc: int = checked(**POSITIVE)
+
+
+@dataclass(frozen=True)
+class DuringTrainingParams:
+    """What the train stage records besides the learning curves (questions 1 and 4): lambda_max at the initial
+    weights and after every epoch, and after epoch 1 the accuracy drop under one filter-normalized noise level.
+    The Hessian is of the mean loss over the first ``hessian_samples`` images of the probes' training
+    permutation, eval mode. Epoch 0 starts Lanczos from the curvature probe's start vector, and so does every epoch
+    without ``warm_start``; with it, each epoch starts from the previous epoch's top Ritz vector, which is close to
+    the new top eigenvector, so a few iterations suffice. With ``hessian_samples`` = ``curvature.samples.train``,
+    ``cold_iterations`` = ``curvature.lanczos_iterations`` and no warm start, the last epoch's value is the
+    curvature probe's own."""
+
+    hessian_samples: int = checked(**POSITIVE)
+    lanczos_iterations: int = checked(**POSITIVE)  # per warm-started epoch
+    cold_iterations: int = checked(**POSITIVE)  # from the seeded start: epoch 0, and every epoch without warm_start
+    warm_start: bool  # start each epoch's Lanczos from the previous epoch's top Ritz vector (the first: seeded)
+    noise_sigma: float = checked(**POSITIVE)
+    noise_val: int = checked(**POSITIVE)  # validation images (the first of the probes' validation permutation)
+    noise_trials: int = checked(**POSITIVE)
+    parameters: str = checked(**one_of(*PARAMETER_SETS))  # as probes.parameters, kept apart so that no probe
+    # section reruns training
 
 
 @dataclass(frozen=True)
@@ -218,6 +247,7 @@ class PathParams:
     points: int = checked(**rule("an integer >= 2", lambda v: v >= 2))  # on t in [0, 1]
     margin: float = checked(**NON_NEGATIVE)  # the path continues to t = 1 + margin
     samples: Samples
+    monotonic_tolerance: float = checked(**NON_NEGATIVE)  # nats a loss may rise and the path still count monotonic
 
     def path_settings(self) -> PathSettings:
         """The path's settings: BN recalibrated at every t for a model with BN."""
@@ -264,6 +294,7 @@ class Params:
     cnn: CNNParams
     dropout: DropoutParams
     variants: dict[str, VariantParams]
+    during_training: DuringTrainingParams
     probes: ProbeParams
     robustness: RobustnessParams
     slice: SliceParams
@@ -278,6 +309,18 @@ class Params:
                 f"Variants in params.yaml: {', '.join(self.variants)}."
             )
         return self.variants[name]
+
+    def train_for(self, name: str) -> TrainParams:
+        """The training conditions of variant ``name``: the ``train`` section with the variant's overrides."""
+        return train_with(self.train, self.variant(name).train, f"variants.{name}.train")
+
+    def factorial(self) -> list[str]:
+        """The study's variants without training overrides: the cells of the conv x BN x dropout factorial."""
+        return [v for v in self.study.variants if not self.variant(v).regime]
+
+    def regimes(self) -> list[str]:
+        """The study's training-regime variants (those with ``train`` overrides)."""
+        return [v for v in self.study.variants if self.variant(v).regime]
 
     def draw_family(self, name: str) -> str:
         """The key of variant ``name``'s random streams (probe directions, noise draws): its model family, so
@@ -296,7 +339,15 @@ class Params:
 
 def _check_subset_sizes(p: Params) -> None:
     n_fit = N_TRAIN_IMAGES - p.data.val_size
-    subsets = {"data.train_eval_size": p.data.train_eval_size}
+    subsets = {
+        "data.train_eval_size": p.data.train_eval_size,
+        "during_training.hessian_samples": p.during_training.hessian_samples,
+    }
+    if p.during_training.noise_val > p.data.val_size:
+        raise StudyError(
+            f"params.yaml: 'during_training.noise_val' = {p.during_training.noise_val} is larger than the "
+            f"validation split (data.val_size = {p.data.val_size}). Lower it."
+        )
     for probe in ("robustness", "slice", "path", "curvature"):
         for field_name in ("samples", "surface_samples"):
             s = getattr(getattr(p, probe), field_name, None)
@@ -317,8 +368,23 @@ def _check_subset_sizes(p: Params) -> None:
         raise StudyError("params.yaml: 'curvature.samples.train' = 0; the Hessian needs training images (use >= 1).")
 
 
+def train_with(base: TrainParams, overrides: Mapping[str, object], where: str) -> TrainParams:
+    """``base`` with ``overrides`` applied, every value checked as in the ``train`` section; a bad key or value
+    is a ``StudyError`` naming ``where`` (e.g. ``variants.mlp_hi_noise.train``)."""
+    fields = [f.name for f in dataclasses.fields(TrainParams)]
+    for key in overrides:
+        if key not in fields:
+            raise StudyError(
+                f"params.yaml: unknown key '{where}.{key}'.{closest(str(key), fields)} "
+                f"A variant may override these train keys: {', '.join(fields)}."
+            )
+    return section(TrainParams, {**dataclasses.asdict(base), **overrides}, where.rsplit(".", 1)[0] + ".train")
+
+
 def _check_study(p: Params) -> None:
     s = p.study
+    for name in p.variants:
+        p.train_for(name)
     for name in s.variants:
         p.variant(name)
     for group, family in (("train_mlp", "mlp"), ("train_cnn", "cnn")):
@@ -339,17 +405,22 @@ def _check_study(p: Params) -> None:
 
 def _consistency(p: Params) -> None:
     n_fit = N_TRAIN_IMAGES - p.data.val_size
-    if p.train.batch_size > n_fit:
-        raise StudyError(
-            f"params.yaml: 'train.batch_size' = {p.train.batch_size} is larger than the training split "
-            f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower the batch size or data.val_size."
-        )
+    _check_study(p)
+    for key, batch in [("train.batch_size", p.train.batch_size)] + [
+        (f"variants.{v}.train.batch_size", p.variant(v).train["batch_size"])
+        for v in p.variants
+        if "batch_size" in p.variant(v).train
+    ]:
+        if int(batch) > n_fit:
+            raise StudyError(
+                f"params.yaml: '{key}' = {batch} is larger than the training split "
+                f"({N_TRAIN_IMAGES} - data.val_size = {n_fit} images). Lower the batch size or data.val_size."
+            )
     if len(p.cnn.channels) > 4:
         raise StudyError(
             f"params.yaml: 'cnn.channels' = {p.cnn.channels} has {len(p.cnn.channels)} blocks; each halves 28x28 "
             "images, so at most 4 are allowed."
         )
-    _check_study(p)
     _check_subset_sizes(p)
     half = p.slice.points // 2
     if int(half * p.slice.fit_fraction + 1e-9) < 1:

@@ -18,6 +18,18 @@ import numpy as np
 from landscape.probes.settings import Score
 
 
+def stability_threshold(lr: float, momentum: float) -> float:
+    """2 (1 + momentum) / lr: heavy-ball SGD on a quadratic is stable along a direction of curvature below this
+    (Cohen et al. 2021's edge of stability)."""
+    return 2 * (1 + momentum) / lr
+
+
+def stability_ratio(lambda_max: float, lr: float, momentum: float) -> float:
+    """lambda_max over ``stability_threshold`` (0 at lr 0, the cosine schedule's end): below 1, heavy-ball SGD
+    is stable along the top eigenvector."""
+    return lambda_max * lr / (2 * (1 + momentum))
+
+
 def number_key(prefix: str, value: float) -> str:
     """``number_key("sigma", 0.01) == "sigma_0p01"``: the same format for every number, no dots."""
     return f"{prefix}_{value:g}".replace(".", "p").replace("-", "m")
@@ -55,6 +67,41 @@ class Censored:
 
 
 @dataclass(frozen=True)
+class Divergence:
+    """Where a run diverged: the epoch (1-based), the batch within it (0: the epoch's end-of-epoch evaluation
+    was not finite) and the offending loss as text ("nan", "inf": never a number in metrics/)."""
+
+    epoch: int
+    batch: int
+    loss: str
+
+
+@dataclass(frozen=True)
+class SharpnessPoint:
+    """lambda_max of the training-loss Hessian (eval mode, the curvature probe's subset and Lanczos settings)
+    at the end of ``epoch`` (0: the initial weights), and the lr the optimizer held then. What computing it took
+    is in the stage's timings (``during_training_s``), not here: metrics are byte-identical across reruns."""
+
+    epoch: int
+    lambda_max: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class EarlySignals:
+    """What one can see after epoch 1 (Q4), from the epoch-1 weights (saved as epoch1.pt)."""
+
+    val_acc: float
+    val_loss: float
+    gap: float  # eval-mode train-subset accuracy - val accuracy
+    loss_slope: float  # least-squares slope of the per-batch training loss over epoch 1, loss per epoch
+    lambda_max: float
+    lambda_max_scaled: float  # lambda_max * lr / (2 (1 + momentum)): 1 is heavy-ball SGD's stability threshold
+    noise_sigma: float  # filter-normalized sigma of the noise probe below
+    noise_drop: float  # mean accuracy drop (fraction) at noise_sigma over the trials, on early.val images
+
+
+@dataclass(frozen=True)
 class TrainSummary:
     variant: str
     seed: int
@@ -66,13 +113,19 @@ class TrainSummary:
     val: Score
     test: Score
     gap: float  # train.acc - val.acc, both eval mode
-    gap_running: float  # running train accuracy of the last epoch (dropout on, weights moving) - val.acc
+    gap_running: float | None  # running train accuracy of the last epoch (dropout on, weights moving) - val.acc
     train_acc_modes: dict[
         str, float
     ]  # at the final weights, on the train-eval subset: dropout_<on|off>_bn_<batch|running>
-    train_acc_running: float  # the last epoch's running average
+    train_acc_running: float | None  # the last epoch's running average (None: diverged in epoch 1)
     target_acc: float
     epochs_to_target: Censored  # first epoch whose eval-mode validation accuracy reaches target_acc
+    lr: float  # the run's training conditions (a regime variant overrides the train section)
+    batch_size: int
+    momentum: float
+    diverged: Divergence | None  # None: every epoch finished with a finite loss
+    sharpness: list[SharpnessPoint]  # lambda_max at the initial weights and after every finished epoch
+    early: EarlySignals | None  # None: diverged in epoch 1
 
 
 @dataclass(frozen=True)
@@ -145,7 +198,8 @@ class PathSummary:
     loss_at_0: dict[str, float]  # split -> L(theta_0)
     loss_at_1: dict[str, float]
     acc_at_1: dict[str, float]
-    monotonic: dict[str, bool]  # L(t) never rises > summaries.path.path_summary's tolerance (1e-3 nats) on [0, 1]
+    monotonic: dict[str, bool]  # L(t) never rises more than ``tolerance`` above an earlier minimum on [0, 1]
+    tolerance: float  # nats (params path.monotonic_tolerance)
     max_rise: dict[str, float]  # largest rise of L over an earlier minimum on [0, 1]
     barrier: dict[str, float]  # max over t in [0, 1] of L(t) - ((1 - t) L(0) + t L(1))
 
@@ -268,9 +322,10 @@ def run_measures(run: RunResults) -> dict[str, Censored]:
         TEST_ACC: t.test.acc,
         "train_acc": t.train.acc,
         GAP: t.gap,
-        GAP_RUNNING: t.gap_running,
         EPOCHS_TO_TARGET: t.epochs_to_target,
     }
+    if t.gap_running is not None:  # None: the run diverged in epoch 1, so no epoch has a running average
+        out[GAP_RUNNING] = t.gap_running
     for mode in TRAIN_MODES:
         out[f"gap_{mode}"] = t.train_acc_modes[mode] - t.val.acc  # = train_mode_gap(...) of that cell
     for mode, by_bn in run.robustness.curves.items():

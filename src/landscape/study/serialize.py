@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 
 def to_json(obj: Any) -> Any:
@@ -23,6 +24,11 @@ def to_json(obj: Any) -> Any:
 def from_json(cls: Any, data: Any) -> Any:
     """The inverse of ``to_json`` for the summary type ``cls`` (null becomes NaN for floats)."""
     origin = get_origin(cls)
+    if origin in (Union, UnionType):  # X | None: null stays None, anything else is an X
+        if data is None:
+            return None
+        (inner,) = [a for a in get_args(cls) if a is not type(None)]
+        return from_json(inner, data)
     if origin is list:
         (item,) = get_args(cls)
         return [from_json(item, v) for v in data]

@@ -65,6 +65,10 @@ class RunPaths:
     def initial(self) -> Path:
         return MODELS_DIR / self.key / "init.pt"
 
+    @property
+    def epoch1(self) -> Path:
+        return MODELS_DIR / self.key / "epoch1.pt"
+
     def metrics(self, probe: str) -> Path:
         return METRICS_DIR / "runs" / self.key / f"{probe}.json"
 
@@ -87,7 +91,7 @@ class Timer:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
 
-    def write(self, path: Path) -> dict[str, float]:
-        timing = self.as_dict()
+    def write(self, path: Path, **extra: float) -> dict[str, float]:
+        timing = self.as_dict() | {k: round(v, 1) for k, v in extra.items()}
         write_json(path, timing)
         return timing

@@ -8,7 +8,7 @@ measurements on a fixed training subset and on validation.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -23,7 +23,7 @@ from landscape.study.data import Dataset, Split, batch_indices
 from landscape.study.device import prepare_for_device
 from landscape.study.models import build_model, count_parameters
 from landscape.study.params import ModelConfig, TrainParams
-from landscape.study.results import Censored, TrainSummary
+from landscape.study.results import Censored, Divergence, EarlySignals, SharpnessPoint, TrainSummary
 
 GPU_CHECK_EVERY = 50  # batches between divergence checks on a GPU, where a check syncs the device
 
@@ -33,10 +33,13 @@ HISTORY_COLUMNS = [
     "train_acc",
     "train_loss_running",
     "train_acc_running",
+    "batch_loss_max",
     "val_loss",
     "val_acc",
     "gap",
 ]
+
+Observer = Callable[[int, nn.Module, float], None]  # (epoch, model in eval mode, current lr); epoch 0 = initial
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class EpochRecord:
     train_acc: float
     train_loss_running: float  # average while training (dropout on, weights moving)
     train_acc_running: float
+    batch_loss_max: float  # the largest single-batch training loss of the epoch (a spike shows here first)
     val_loss: float
     val_acc: float
     gap: float  # train_acc - val_acc, both in eval mode
@@ -67,6 +71,27 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainParams, steps: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+class Diverged(StudyError):
+    """The training loss stopped being finite at ``batch`` (1-based) of an epoch."""
+
+    def __init__(self, message: str, batch: int, loss: float):
+        super().__init__(message)
+        self.batch = batch
+        self.loss = loss
+
+
+@dataclass
+class TrainingRun:
+    """One training run's result. After a divergence, ``model`` holds the weights at the end of the last
+    finite epoch (the initial weights if it diverged in epoch 1) and ``history`` stops there."""
+
+    model: nn.Module
+    initial: dict[str, torch.Tensor]
+    history: list[EpochRecord]
+    diverged: Divergence | None
+    first_epoch_slope: float | None  # least-squares slope of the per-batch loss over epoch 1, per epoch
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -75,10 +100,12 @@ def train_epoch(
     batches: list[torch.Tensor],
     where: str,
     progress: bool = True,
+    batch_losses: list[torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """One pass over ``batches`` (index tensors on ``split``'s device); returns the running mean loss and accuracy.
+    """One pass over ``batches`` (index tensors on ``split``'s device); returns the running mean loss and accuracy,
+    and appends the per-batch losses (one tensor) to ``batch_losses`` when given.
 
-    Raises ``StudyError`` naming ``where`` and the first bad batch when the loss is not finite:
+    Raises ``Diverged`` naming ``where`` and the first bad batch when the loss is not finite:
     after that batch on the CPU, within ``GPU_CHECK_EVERY`` batches on a GPU (where each check
     is a device sync).
     """
@@ -104,6 +131,8 @@ def train_epoch(
         correct += (logits.detach().argmax(dim=1) == y).sum()
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    if batch_losses is not None:
+        batch_losses.append(losses.detach().cpu())
     sizes = [len(b) for b in batches]
     seen = sum(sizes)
     weights = torch.tensor(sizes, dtype=torch.float64, device=device)
@@ -117,10 +146,21 @@ def stop_if_diverged(losses: torch.Tensor, offset: int, optimizer: torch.optim.O
         return
     bad = int((~finite).nonzero()[0])
     lr = optimizer.param_groups[0]["lr"]
-    raise StudyError(
-        f"training {where}, batch {offset + bad + 1} diverged: the loss is {losses[bad].item()}. "
-        f"Lower 'train.lr' (the step used lr = {lr:g}). No model or metrics were written."
+    loss = losses[bad].item()
+    raise Diverged(
+        f"training {where}, batch {offset + bad + 1} diverged: the loss is {loss} (lr = {lr:g})", offset + bad + 1, loss
     )
+
+
+def loss_slope(losses: torch.Tensor) -> float:
+    """Least-squares slope of per-batch losses against the fraction of the epoch done (loss per epoch)."""
+    n = len(losses)
+    if n < 2:
+        return 0.0
+    t = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    y = losses.double()
+    tc = t - t.mean()
+    return float((tc @ (y - y.mean())) / (tc @ tc))
 
 
 def train_model(
@@ -134,10 +174,14 @@ def train_model(
     eval_batch_size: int,
     *,
     progress: bool = True,
-) -> tuple[nn.Module, dict[str, torch.Tensor], list[EpochRecord]]:
+    observe: Observer | None = None,
+) -> TrainingRun:
     """Train variant ``name`` under ``cfg`` with training seed ``seed``, evaluating after each epoch in batches
-    of ``eval_batch_size``; return the model, its initial state_dict and the per-epoch history. Raise
-    ``StudyError`` at once if the loss stops being finite."""
+    of ``eval_batch_size``. ``observe(epoch, model, lr)`` is called at the initial weights (epoch 0) and after
+    each epoch's evaluation, with the model in eval mode; its time is not training time.
+
+    A non-finite training loss (or end-of-epoch evaluation) ends the run cleanly: the weights go back to
+    the end of the last finite epoch and ``TrainingRun.diverged`` says where it happened."""
     torch.manual_seed(seed)  # weight init and dropout masks
     order = torch.Generator().manual_seed(seed)  # batch order, independent of the model's draws
     model = prepare_for_device(build_model(model_cfg), device)
@@ -146,28 +190,60 @@ def train_model(
     optimizer = make_optimizer(model, cfg)
     schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
     history: list[EpochRecord] = []
+    diverged: Divergence | None = None
+    slope: float | None = None
+    last_good = initial
+
+    def observed(epoch: int) -> None:
+        """``observe`` without touching the training's random streams (dropout masks come from torch's global
+        generator: an observation that drew from it would change the run)."""
+        if observe is not None:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                observe(epoch, model.eval(), optimizer.param_groups[0]["lr"])
+
+    observed(0)
 
     epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch", disable=not progress)
     for epoch in epochs:
         batches = batch_indices(len(data.train), cfg.batch_size, order, device)
-        running_loss, running_acc = train_epoch(
-            model, optimizer, schedule, data.train, batches, f"{name} (seed {seed}) at epoch {epoch}", progress
-        )
+        batch_losses: list[torch.Tensor] = []
+        where = f"{name} (seed {seed}) at epoch {epoch}"
+        try:
+            running_loss, running_acc = train_epoch(
+                model, optimizer, schedule, data.train, batches, where, progress, batch_losses
+            )
+        except Diverged as d:
+            diverged = Divergence(epoch, d.batch, str(d.loss))
+            break
         train_score = evaluate(model, train_eval, eval_batch_size)
         val_score = evaluate(model, data.val, eval_batch_size)
+        if not all(math.isfinite(v) for v in (train_score.loss, val_score.loss)):
+            diverged = Divergence(
+                epoch, 0, str(train_score.loss if not math.isfinite(train_score.loss) else val_score.loss)
+            )
+            break
+        if epoch == 1:
+            slope = loss_slope(batch_losses[0])
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_score.loss,
             train_acc=train_score.acc,
             train_loss_running=running_loss,
             train_acc_running=running_acc,
+            batch_loss_max=float(batch_losses[0].max()),
             val_loss=val_score.loss,
             val_acc=val_score.acc,
             gap=train_score.acc - val_score.acc,
         )
         history.append(record)
+        last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        observed(epoch)
         epochs.set_postfix(val_acc=f"{val_score.acc:.4f}", gap=f"{record.gap:+.4f}")
-    return model.eval(), initial, history
+    if diverged is not None:
+        model.load_state_dict(last_good)
+        print(f"training {name} (seed {seed}) diverged at epoch {diverged.epoch}, batch {diverged.batch} "
+              f"(loss {diverged.loss}); kept the weights of epoch {len(history)}")  # fmt: skip
+    return TrainingRun(model.eval(), initial, history, diverged, slope)
 
 
 def history_rows(history: list[EpochRecord]) -> list[dict]:
@@ -205,17 +281,20 @@ def training_summary(
     model_cfg: ModelConfig,
     cfg: TrainParams,
     seed: int,
-    model: nn.Module,
-    history: list[EpochRecord],
+    run: TrainingRun,
     data: Dataset,
     train_eval: Split,
     device: torch.device,
     eval_batch_size: int,
+    sharpness: list[SharpnessPoint],
+    early: EarlySignals | None,
 ) -> TrainSummary:
     """Final scores over the whole train/val/test splits, both gaps, the 2 x 2 of train-mode accuracies on
-    ``train_eval`` and the epochs to ``cfg.target_acc``."""
+    ``train_eval`` and the epochs to ``cfg.target_acc`` (censored at ``cfg.epochs`` when never reached, a
+    diverged run included); ``sharpness`` and ``early`` as the stage's observer recorded them."""
+    model, history = run.model, run.history
     scores = {s: evaluate(model, getattr(data, s), eval_batch_size) for s in ("train", "val", "test")}
-    last = history[-1]
+    last = history[-1] if history else None
     epochs, censored = first_reaching([r.val_acc for r in history], cfg.target_acc)
     return TrainSummary(
         variant=variant,
@@ -228,18 +307,22 @@ def training_summary(
         val=scores["val"],
         test=scores["test"],
         gap=scores["train"].acc - scores["val"].acc,
-        gap_running=last.train_acc_running - scores["val"].acc,
+        gap_running=None if last is None else last.train_acc_running - scores["val"].acc,
         train_acc_modes=train_split_accuracy_modes(model, train_eval, cfg.batch_size),
-        train_acc_running=last.train_acc_running,
+        train_acc_running=None if last is None else last.train_acc_running,
         target_acc=cfg.target_acc,
-        epochs_to_target=Censored(float(epochs), censored),
+        epochs_to_target=Censored(float(epochs if not censored else cfg.epochs), censored),
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        momentum=cfg.momentum,
+        diverged=run.diverged,
+        sharpness=sharpness,
+        early=early,
     )
 
 
 def first_reaching(values: Sequence[float], threshold: float) -> tuple[int, bool]:
     """1-based index of the first value >= threshold and False; (len(values), True) if never reached."""
-    if len(values) == 0:
-        raise ValueError("first_reaching: no values")
     for i, v in enumerate(values, start=1):
         if v >= threshold:
             return i, False

@@ -76,6 +76,8 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
         return {coerce(k, k_t, key): coerce(v, v_t, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(typ):
         return section(typ, value, key)
+    if typ is object:
+        return value  # checked by the caller (a variant's train overrides: against the train section)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -117,6 +119,8 @@ def section(cls: type, raw: Any, name: str, elsewhere: dict[str, list[str]] | No
     values = {}
     for fname, f in fields.items():
         key = f"{name}.{fname}"
+        if fname not in raw and f.default_factory is not dataclasses.MISSING:
+            continue  # an optional key (e.g. a variant's train overrides): the dataclass's default
         if fname not in raw:
             raise StudyError(f"params.yaml: missing key '{key}'. Add it to params.yaml (see README, 'Parameters').")
         value = coerce(raw[fname], hints[fname], key)

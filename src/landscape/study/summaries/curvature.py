@@ -43,6 +43,11 @@ def curvature_summary(result: CurvatureResult, parameters: str, variant: str, se
     )
 
 
+def curvature_seeds(draws: str, seed: int) -> dict[str, int]:
+    """The seeds of the curvature probe's "lanczos", "hutchinson" and "flatness" streams for run ``seed``."""
+    return {s: stream_seed(f"curvature/{s}", draws, seed, 0) for s in STREAMS}
+
+
 def curvature_probe(
     model: nn.Module,
     split: Split,
@@ -56,7 +61,7 @@ def curvature_probe(
 ) -> CurvatureSummary:
     """The curvature probe of run (variant, seed) on ``split``: its summary. ``draws`` keys the random streams
     (``Params.draw_family``: variants of one family share them, common random numbers)."""
-    seeds = {s: stream_seed(f"curvature/{s}", draws, seed, 0) for s in STREAMS}
+    seeds = curvature_seeds(draws, seed)
     layer_seeds = stream_seeds("curvature/layer", draws, seed, p.layer_directions)
     result = curvature(model, split, p.curvature_settings(probes, seeds, layer_seeds), batch_size=batch_size)
     return curvature_summary(result, probes.parameters, variant, seed)

@@ -21,9 +21,10 @@ def path_rows(result: PathResult) -> list[dict]:
 
 def path_summary(
     variant: str, seed: int, ts: list[float], curves: dict[str, list[float]], accs: dict[str, float], rel: float,
-    bn: str, tolerance: float = 1e-3,
+    bn: str, tolerance: float,
 ) -> PathSummary:  # fmt: skip
-    """Monotonicity, largest rise and barrier over t in [0, 1] of each split's loss curve."""
+    """Monotonicity (no rise above an earlier minimum by more than ``tolerance`` nats), largest rise and barrier
+    over t in [0, 1] of each split's loss curve."""
     inside = [i for i, t in enumerate(ts) if t <= 1.0 + 1e-12]
     one = inside[-1]
     rise, barrier = {}, {}
@@ -43,6 +44,7 @@ def path_summary(
         loss_at_1={n: c[one] for n, c in curves.items()},
         acc_at_1=accs,
         monotonic={n: r <= tolerance for n, r in rise.items()},
+        tolerance=tolerance,
         max_rise=rise,
         barrier=barrier,
     )
@@ -55,4 +57,7 @@ def path_probe(
     result = interpolation_path(model, initial, data, p.path_settings())
     curves = {name: result.losses(name) for name in data.splits}
     accs = {q.split: q.acc for q in result.points if abs(q.t - 1.0) < 1e-12}
-    return path_rows(result), path_summary(variant, seed, result.ts, curves, accs, result.distance_rel, result.bn)
+    summary = path_summary(
+        variant, seed, result.ts, curves, accs, result.distance_rel, result.bn, p.monotonic_tolerance
+    )
+    return path_rows(result), summary

@@ -1,0 +1,185 @@
+"""Report sections 10 and 11: questions 1 and 4 from the training-regime arm (``landscape.report.regimes``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from landscape.report import measures as M
+from landscape.report import regimes as R
+from landscape.report.format import NO_VALUE, PLAIN, PP, SIGNED, claim_estimate, interval, p_value, table
+from landscape.report.schema import RegimeSummary, TauEvidence
+from landscape.report.stats import VERDICT_RULE
+from landscape.report.study_data import StudyData
+
+Q1 = "## 10. Question 1: SGD's noise scale, sharpness and the gap"
+Q4 = "## 11. Question 4: do early observations signal hard optimization?"
+
+
+def _cells_table(data: StudyData, r: RegimeSummary) -> str:
+    """Every regime cell beside its default: lr, batch, noise scale, and per-seed means of the final training loss,
+    the gap, lambda_max and how many seeds reached the target, diverged or spiked."""
+    difficulty = {(d.variant, d.seed): d for d in r.difficulty}
+    rows = []
+    defaults = sorted({c.default for c in r.cells.values()})
+    for v in defaults + list(r.cells):
+        runs = [data.all_runs[(v, s)] for s in data.seeds]
+        t = runs[0].train
+        cell = r.cells.get(v)
+        found = [difficulty[(v, s)] for s in data.seeds]
+        kept = [x for x in runs if x.train.diverged is None]  # a diverged run's weights are its last finite epoch's
+        finite = [x.train.train.loss for x in kept]
+        lam = [x.curvature.eigenvalues[0] for x in kept if x.curvature.eigenvalues]
+        gap = [x.train.gap for x in kept]
+        rows.append(
+            [
+                f"`{v}`" + (" (default)" if cell is None else ""),
+                f"{t.lr:g}",
+                str(t.batch_size),
+                "1" if cell is None else f"{cell.noise_scale:g}",
+                estimate_of(finite, PLAIN),
+                estimate_of(gap, PP),
+                estimate_of(lam, PLAIN),
+                f"{sum(d.reached for d in found)} of {len(found)}",
+                f"{sum(d.spiked for d in found)}",
+                f"{sum(d.diverged_epoch > 0 for d in found)}",
+                f"{r.stability.get(v, math.nan):.2f}",
+            ]
+        )
+    return table(
+        ["cell", "lr", "batch", "noise scale", "final train loss", "gap", "lambda_max", "reached target", "spiked",
+         "diverged", "max lambda lr_t / 2(1+beta)"],
+        rows,
+    )  # fmt: skip
+
+
+def estimate_of(values: list[float], unit) -> str:
+    """Mean [95 % t-CI], n of the finite values (``measures.finite_ci``); "-" where there is none."""
+    i = M.finite_ci(values)
+    return interval(i, unit, with_n=True) if i.n else NO_VALUE
+
+
+def _claims_table(r: RegimeSummary) -> str:
+    rows = []
+    for c in r.claims:
+        extra = ""
+        if "TOST" in c.rule and c.estimate.interval.n >= 2:
+            low, high = R.tost_interval(c.estimate.interval)
+            extra = f"; 90 % CI [{PLAIN(low)}, {PLAIN(high)}]"
+        rows.append(
+            [c.text, c.rule, claim_estimate(c) + extra, p_value(c.p), p_value(c.p_adjusted), f"**{c.verdict}**"]
+        )
+    return table(["claim", "rule", "estimate [95 % CI], n", "p", "Holm p", "verdict"], rows)
+
+
+def _tau_rows(found: list[TauEvidence]) -> list[list[str]]:
+    return [
+        [
+            e.label,
+            e.scope,
+            f"{e.tau:+.2f}" if math.isfinite(e.tau) else "-",
+            f"{e.cells}",
+            p_value(e.p) + ("" if e.exact else " (drawn)"),
+            p_value(e.p_adjusted),
+            interval(e.runs, SIGNED),
+            str(e.excluded),
+        ]
+        for e in found
+    ]
+
+
+TAU_HEADER = ["measure", "runs of", "tau (cell means)", "cells", "permutation p", "Holm p", "tau over runs [CI]",
+              "runs left out"]  # fmt: skip
+
+
+def warm_start_check(data: StudyData) -> str:
+    """How close each run's last per-epoch lambda_max (warm-started, few iterations) comes to the curvature probe's
+    (seeded start, its own iterations) on the same final weights: the largest relative difference over runs."""
+    gaps = [
+        abs(r.train.sharpness[-1].lambda_max - r.curvature.eigenvalues[0]) / abs(r.curvature.eigenvalues[0])
+        for r in data.all_runs.values()
+        if r.train.diverged is None and r.train.sharpness and r.curvature.eigenvalues and r.curvature.eigenvalues[0]
+    ]
+    if not gaps:
+        return "No run has both values to compare."
+    return (
+        f"At the final weights the last per-epoch value and the curvature probe's lambda_max differ by at most "
+        f"{100 * max(gaps):.2g} % over {len(gaps)} runs (median {100 * float(np.median(gaps)):.2g} %): a Ritz value "
+        "is a lower bound, so a warm start with few iterations reads lambda_max low where it has not converged."
+    )
+
+
+def question_1(data: StudyData) -> str:
+    r = data.study.regimes
+    if r is None:
+        return f"{Q1}\n\nThis study has no training-regime cell (a variant with `train:` overrides in params.yaml)."
+    tally = ", ".join(f"{sum(c.verdict == v for c in r.claims)} {v}" for v in ("agrees", "differs", "inconclusive"))
+    crossed = [v for v, x in r.stability.items() if x >= 1]
+    crossed_base = [v for v, x in r.stability_base.items() if x >= 1]
+    return "\n\n".join(
+        [
+            Q1,
+            "**Experiment.** A and B were trained again under other SGD settings, everything else equal (same seeds, "
+            "so the same initial weights, data order and probe directions per seed): the noise scale lr/batch at "
+            f"{R.NOISE_LOW:g}x and {R.NOISE_HIGH:g}x the default's (lr 0.0125 and 0.2 at batch 128), and batch 512 "
+            "at 1x and 1/4x. lambda_max, trace and relative flatness are of the local Hessian at the final weights "
+            "(one activation pattern of a ReLU network), sigma* is the headline noise tolerance.",
+            _cells_table(data, r),
+            "Final train loss: eval mode, whole training split; a diverged run is left out of the loss, gap and "
+            "lambda_max columns (its weights are those of its last finite epoch). Spiked: "
+            f"a batch loss above {R.FIRST_EPOCH_SPIKE:.2f} nats (twice a uniform guess's) in epoch 1, or above "
+            f"{R.SPIKE_FACTOR:g}x the previous epoch's running mean later.",
+            "**Rules, fixed before the results.** (a) Lower noise, sharper and a larger gap: the 1/4x cell minus the "
+            "4x cell, paired by seed, on log lambda_max, log trace, log relative flatness (larger is sharper), sigma* "
+            "(smaller is sharper) and the gap (larger). (b) At equal noise, batch size alone changes neither the gap "
+            f"(margin +-{100 * R.GAP_MARGIN:g} pp) nor lambda_max (+-{100 * R.LAMBDA_MARGIN:g} %): the batch-512 "
+            "cell minus the default, judged by a two-one-sided test (TOST): agrees when equivalence is shown (the "
+            "90 % CI inside the margin, the larger one-sided p Holm-adjusted), differs when a difference beyond the "
+            "margin is, inconclusive otherwise. One Holm family over all of them; for (a) " + VERDICT_RULE,
+            _claims_table(r),
+            f"Result: {tally}.",
+            "**Which sharpness measures rank with the gap within one architecture**, across its default and regime "
+            "cells (cells are the unit: the runs of one cell are a cluster; exact permutation p over the cell means, "
+            "Holm over the table; the tau over runs with a CI from resampling whole cells is secondary):",
+            table(TAU_HEADER, _tau_rows(r.sharpness_tau)),
+            "**Sharpness during training.** lambda_max of the training loss (Lanczos on a fixed training subset, eval "
+            "mode) at the initial weights and after every epoch. Heavy-ball SGD is stable along the top eigenvector "
+            "of a quadratic while lambda_max < 2 (1 + beta) / lr (Cohen et al. 2021's edge of stability). With the "
+            "lr of that epoch (cosine schedule), the largest lambda_max lr_t / (2 (1 + beta)) of any run is "
+            f"{max(r.stability.values()):.2f} ({', '.join(f'`{v}`' for v in crossed) or 'no run'} reaches 1); "
+            f"with the base lr in its place {max(r.stability_base.values()):.2f} "
+            f"({', '.join(f'`{v}`' for v in crossed_base) or 'no run'} reaches 1). " + warm_start_check(data),
+            "![lambda_max during training](plots/figures/sharpness_training.png)\n\n"
+            "![sharpness against the gap across regimes](plots/figures/regimes.png)",
+        ]
+    )
+
+
+def question_4(data: StudyData) -> str:
+    r = data.study.regimes
+    if r is None:
+        return f"{Q4}\n\nThis study has no training-regime cell, so no run is hard to train."
+    hard = ", ".join(f"`{v}`" for v in r.hard_cells) or "none"
+    verdicts = "; ".join(f"{g}: **{v}**" for g, v in r.q4_verdicts.items())
+    n = len(r.difficulty)
+    return "\n\n".join(
+        [
+            Q4,
+            "**Difficulty, defined before the analysis.** A run that reached the target accuracy ranks by the epochs "
+            "it took; one that did not ranks above all of those, by its final training loss; a diverged run above "
+            f"every other (earlier divergence harder). A cell is hard when >= {R.HARD_SEEDS} of its seeds miss the "
+            f"target, spike or diverge. Hard cells in this study: {hard}.",
+            "**Early signals**, each measured after epoch 1 (from the epoch-1 weights, saved as `epoch1.pt`), "
+            f"against difficulty over all {n} runs: Kendall's tau over the cell means with a permutation p (the runs "
+            "of one cell are a cluster), Holm over the signals; the tau over runs with a CI from resampling whole "
+            "cells beside it. A run that diverged in epoch 1 has no signal and is left out.",
+            table(TAU_HEADER, _tau_rows(r.early_tau)),
+            "The same for measures taken at the end of training, to show whether the early ones add anything:",
+            table(TAU_HEADER, _tau_rows(r.final_tau)),
+            "**The reference's claim** that early learning-curve behaviour, generalization-gap trends and "
+            "sensitivity to parameter noise signal how hard optimization will be, per signal group (agrees where at "
+            f"least one of its signals has a Holm-adjusted p below 0.05, in either direction): {verdicts}.",
+            "![early signals against difficulty](plots/figures/early_signals.png)",
+        ]
+    )

@@ -1,0 +1,155 @@
+"""Questions 1 and 4 (landscape.report.regimes): the TOST against the t-distribution's closed form at df = 2, the
+noise contrast and the equivalence claims on synthetic per-seed values, spikes, difficulty and hard cells."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from landscape.report import measures as M
+from landscape.report import regimes as R
+from landscape.report.schema import RegimeCell
+from landscape.report.stats import Interval
+from landscape.study.results import Censored, Divergence
+
+
+def t2_cdf(t: float) -> float:
+    """Student's t CDF at df = 2, in closed form."""
+    return 0.5 + t / (2 * math.sqrt(2 + t * t))
+
+
+def test_tost_and_outside_p_match_the_closed_form_at_df_2():
+    i = Interval(0.001, 0.002, math.nan, math.nan, 3)
+    se = 0.002 / math.sqrt(3)
+    margin = 0.005
+    want = max(1 - t2_cdf((0.001 + margin) / se), t2_cdf((0.001 - margin) / se))
+    assert R.tost_p(i, margin) == pytest.approx(want, rel=1e-9)
+    assert R.outside_p(i, margin) == pytest.approx(1 - t2_cdf((0.001 - margin) / se), rel=1e-9)
+    wide = Interval(0.02, 0.002, math.nan, math.nan, 3)
+    assert R.outside_p(wide, margin) == pytest.approx(1 - t2_cdf((0.02 - margin) / se), rel=1e-9)
+    assert R.tost_p(Interval(0.0, 0.0, 0, 0, 3), margin) == 0.0 and R.tost_p(Interval(0.01, 0.0, 0, 0, 3), margin) == 1
+    assert math.isnan(R.tost_p(Interval(0.0, 0.0, math.nan, math.nan, 1), margin))
+    low, high = R.tost_interval(i)
+    half = 2.919985580355516 * se  # t_{0.95, 2}
+    assert (low, high) == pytest.approx((0.001 - half, 0.001 + half), rel=1e-6)
+
+
+def test_equivalence_verdicts():
+    assert R.equivalence_verdict(0.01, 1.0) == "agrees"
+    assert R.equivalence_verdict(0.5, 0.01) == "differs"
+    assert R.equivalence_verdict(0.5, 0.5) == "inconclusive"
+    assert R.equivalence_verdict(math.nan, math.nan) == "inconclusive"
+
+
+def cells() -> dict[str, RegimeCell]:
+    out = {}
+    for family, default in (("mlp", "mlp"), ("cnn", "cnn")):
+        for name, lr, batch in (("hi_noise", 0.2, 128), ("lo_noise", 0.0125, 128), ("b512", 0.2, 512)):
+            v = f"{family}_{name}"
+            out[v] = RegimeCell(v, family, default, lr, batch, (lr / batch) / (0.05 / 128), batch / 128)
+    return out
+
+
+STAR = "sigma_star_filter_frozen_drop_1pp"
+
+
+def values(sharper_low: bool, batch_changes_gap: bool) -> dict[tuple[str, int], dict[str, float]]:
+    """Per-seed values: the low-noise cell sharper (or not) than the high-noise one; the large-batch cell's gap
+    equal to the default's within 0.1 pp, or 2 pp larger."""
+    out = {}
+    for s, wiggle in enumerate((-1.0, 0.0, 1.0)):
+        for family in ("mlp", "cnn"):
+            base = {R.LOG_LAMBDA: 2.0, R.LOG_TRACE: 4.0, R.LOG_FLATNESS: 1.0, STAR: 0.3, M.GAP: 0.04}
+            lift = 1.0 if sharper_low else 0.0
+            out[(family, s)] = {k: v + 0.01 * wiggle for k, v in base.items()}
+            out[(f"{family}_hi_noise", s)] = {k: v - 0.5 * lift + 0.01 * wiggle for k, v in base.items()}
+            low = {k: v + 0.5 * lift + 0.013 * wiggle for k, v in base.items()}
+            low[STAR], low[M.GAP] = 0.3 - 0.1 * lift + 0.001 * wiggle, 0.04 + 0.02 * lift + 0.001 * wiggle
+            out[(f"{family}_hi_noise", s)][STAR] = 0.3 + 0.1 * lift + 0.001 * wiggle
+            out[(f"{family}_hi_noise", s)][M.GAP] = 0.04 - 0.02 * lift + 0.0011 * wiggle
+            out[(f"{family}_lo_noise", s)] = low
+            large = dict(out[(family, s)])
+            large[M.GAP] += (0.02 if batch_changes_gap else 0.0) + 0.0005 * wiggle
+            large[R.LOG_LAMBDA] += 0.001 * wiggle
+            out[(f"{family}_b512", s)] = large
+    return out
+
+
+def test_q1_claims_follow_the_noise_contrast_and_the_tost():
+    found = {c.key: c for c in R.q1_claims(cells(), values(True, False), [0, 1, 2], STAR)}
+    assert len(found) == 14
+    for family in ("mlp", "cnn"):
+        for m in ("log_lambda_max", "log_trace", "log_flatness", "sigma_star", "gap"):
+            assert found[f"{family}_low_noise_{m}"].verdict == "agrees", (family, m)
+        assert found[f"{family}_batch_gap_equal"].verdict == "agrees"
+        assert found[f"{family}_batch_lambda_equal"].verdict == "agrees"
+    flat = {c.key: c for c in R.q1_claims(cells(), values(False, True), [0, 1, 2], STAR)}
+    assert flat["mlp_low_noise_log_lambda_max"].verdict == "inconclusive"
+    assert flat["cnn_batch_gap_equal"].verdict == "differs"  # 2 pp, well beyond the 0.5 pp margin
+    p = [c.p for c in found.values()]
+    adjusted = [c.p_adjusted for c in found.values()]
+    assert all(a >= q for a, q in zip(adjusted, p, strict=True))  # Holm never lowers a p
+
+
+def test_a_missing_cell_leaves_its_claims_untested():
+    few = {k: v for k, v in cells().items() if k != "cnn_lo_noise"}
+    found = {c.key: c for c in R.q1_claims(few, values(True, False), [0, 1, 2], STAR)}
+    assert math.isnan(found["cnn_low_noise_log_lambda_max"].p) and found["cnn_low_noise_gap"].verdict == "inconclusive"
+
+
+def row(loss_max: float, running: float) -> dict[str, float]:
+    return {"batch_loss_max": loss_max, "train_loss_running": running}
+
+
+def test_spikes():
+    assert not R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.4, 0.4)])
+    assert R.spiked([row(14.2, 2.1)])  # epoch 1 above 2 ln 10
+    assert R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.6, 0.4)])  # 1.6 > 3 x 0.5
+    assert not R.spiked([])
+
+
+def run(epochs: float, censored: bool, loss: float, diverged: int = 0) -> SimpleNamespace:
+    d = Divergence(diverged, 5, "nan") if diverged else None
+    return SimpleNamespace(
+        train=SimpleNamespace(epochs_to_target=Censored(epochs, censored), diverged=d, train=SimpleNamespace(loss=loss))
+    )
+
+
+def test_difficulty_orders_reached_then_unreached_by_loss_then_diverged():
+    runs = {
+        ("fast", 0): run(2, False, 0.2),
+        ("slow", 0): run(9, False, 0.3),
+        ("stuck", 0): run(10, True, 0.35),
+        ("dead", 0): run(10, True, 2.3),
+        ("nan", 0): run(10, True, 2.3, diverged=3),
+        ("nan_early", 0): run(10, True, 2.3, diverged=1),
+    }
+    histories = dict.fromkeys(runs, [row(2.0, 0.5)])
+    found = {d.variant: d for d in R.difficulties(runs, histories)}
+    order = sorted(found, key=lambda v: found[v].score)
+    assert order == ["fast", "slow", "stuck", "dead", "nan", "nan_early"]
+    assert math.isnan(found["nan"].final_train_loss) and found["nan"].spiked
+    assert R.hard_cells(list(found.values())) == []  # one seed each: below HARD_SEEDS
+    runs = {("stuck", 0): run(10, True, 0.4), ("stuck", 1): run(10, True, 0.4), ("ok", 0): run(3, False, 0.2)}
+    two = R.difficulties(runs, dict.fromkeys(runs, [row(2.0, 0.5)]))
+    assert R.hard_cells(two) == ["stuck"]
+
+
+def test_the_warm_start_check_reports_the_largest_relative_difference():
+    from landscape.report.regime_report import warm_start_check
+    from landscape.study.results import SharpnessPoint
+
+    def one(last: float, probe: float, diverged=None) -> SimpleNamespace:
+        train = SimpleNamespace(
+            sharpness=[SharpnessPoint(0, 1.0, 0.05), SharpnessPoint(1, last, 0.0)], diverged=diverged
+        )
+        return SimpleNamespace(train=train, curvature=SimpleNamespace(eigenvalues=[probe]))
+
+    data = SimpleNamespace(
+        all_runs={("a", 0): one(9.9, 10.0), ("a", 1): one(10.0, 10.0), ("b", 0): one(1.0, 10.0, diverged=object())}
+    )
+    text = warm_start_check(data)
+    assert "differ by at most 1 % over 2 runs (median 0.5 %)" in text  # the diverged run is left out
+    assert warm_start_check(SimpleNamespace(all_runs={})) == "No run has both values to compare."
