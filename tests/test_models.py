@@ -92,9 +92,11 @@ def test_mlp_dropout_has_the_same_count_as_mlp_and_bn_adds_gamma_beta():
 
 
 def test_every_variant_in_params_builds_in_its_training_group():
-    """Every variant of params.yaml builds, runs, and sits in the dvc.yaml group of its family."""
+    """Every variant of params.yaml builds and runs; those of the study sit in the dvc.yaml group of their family
+    (the CNN regime cells are defined but not in the default study)."""
     study = PARAMS.study
-    assert set(study.variants) == set(PARAMS.variants) == set(study.train_mlp) | set(study.train_cnn)
+    assert set(study.variants) == set(study.train_mlp) | set(study.train_cnn)
+    assert set(PARAMS.variants) - set(study.variants) == {"cnn_hi_noise", "cnn_lo_noise", "cnn_b512", "cnn_b512_lo_noise"}
     for name in PARAMS.variants:
         cfg = PARAMS.model_config(name)
         variant = PARAMS.variant(name)
@@ -102,8 +104,9 @@ def test_every_variant_in_params_builds_in_its_training_group():
         with torch.no_grad():
             assert model(images(2)).shape == (2, 10), name
         assert cfg.family == variant.family == ("cnn" if variant.conv else "mlp")
-        assert (name in study.train_cnn) == isinstance(model, CNN), name
-        assert (name in study.train_mlp) == isinstance(model, MLP), name
+        if name in study.variants:
+            assert (name in study.train_cnn) == isinstance(model, CNN), name
+            assert (name in study.train_mlp) == isinstance(model, MLP), name
         has_bn = bool(module_types(model) & {nn.BatchNorm1d, nn.BatchNorm2d})
         dropout = [m.p for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
         assert has_bn == variant.bn, name

@@ -58,6 +58,7 @@ def test_the_diverged_run_is_recorded_and_nothing_downstream_breaks(repo: Path) 
     assert "mlp_low_noise_log_lambda_max" in headline["regime_claims"]
     report = (repo / "report.md").read_text()
     assert "## 10. Question 1" in report and "## 11. Question 4" in report
+    assert "A was trained again" in report and "B has no regime cell in this study" in report
     for figure in ("sharpness_training", "regimes", "early_signals"):
         assert (repo / "plots/figures" / f"{figure}.png").stat().st_size > 10_000, figure
     sharpness = (repo / "plots/runs/mlp/0/sharpness.csv").read_text().splitlines()

@@ -117,14 +117,25 @@ def question_1(data: StudyData) -> str:
     tally = ", ".join(f"{sum(c.verdict == v for c in r.claims)} {v}" for v in ("agrees", "differs", "inconclusive"))
     crossed = [v for v, x in r.stability.items() if x >= 1]
     crossed_base = [v for v, x in r.stability_base.items() if x >= 1]
+    families = {c.family for c in r.cells.values()}
+    trained = " and ".join(name for family, name in (("mlp", "A"), ("cnn", "B")) if family in families)
+    missing = [name for family, name in (("mlp", "A"), ("cnn", "B")) if family not in families]
+    absent = (
+        f" {' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no regime cell in this study "
+        "(docs/regimes.md: why the default study leaves B's out, and how to add them), so no claim is made for "
+        f"{'it' if len(missing) == 1 else 'them'}."
+        if missing
+        else ""
+    )
     return "\n\n".join(
         [
             Q1,
-            "**Experiment.** A and B were trained again under other SGD settings, everything else equal (same seeds, "
+            f"**Experiment.** {trained} {'was' if len(families) == 1 else 'were'} trained again under other SGD "
+            "settings, everything else equal (same seeds, "
             "so the same initial weights, data order and probe directions per seed): the noise scale lr/batch at "
             f"{R.NOISE_LOW:g}x and {R.NOISE_HIGH:g}x the default's (lr 0.0125 and 0.2 at batch 128), and batch 512 "
             "at 1x and 1/4x. lambda_max, trace and relative flatness are of the local Hessian at the final weights "
-            "(one activation pattern of a ReLU network), sigma* is the headline noise tolerance.",
+            "(one activation pattern of a ReLU network), sigma* is the headline noise tolerance." + absent,
             _cells_table(data, r),
             "Final train loss: eval mode, whole training split; a diverged run is left out of the loss, gap and "
             "lambda_max columns (its weights are those of its last finite epoch). Spiked: "
