@@ -153,3 +153,31 @@ def test_the_warm_start_check_reports_the_largest_relative_difference():
     text = warm_start_check(data)
     assert "differ by at most 1 % over 2 runs (median 0.5 %)" in text  # the diverged run is left out
     assert warm_start_check(SimpleNamespace(all_runs={})) == "No run has both values to compare."
+
+
+def test_a_geometric_band_is_the_mean_and_t_ci_of_the_log_drawn_back():
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from landscape.report.plotting_style import band
+
+    ax = Figure().add_subplot()
+    per_seed = np.array([[1.0, 10.0], [10.0, 100.0], [100.0, 1000.0]])
+    band(ax, [0, 1], per_seed, "k", geometric=True)
+    assert ax.lines[0].get_ydata() == pytest.approx([10.0, 100.0])  # 10^mean(0, 1, 2), 10^mean(1, 2, 3)
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} x sd 1 (in log10) / sqrt 3
+    low, high = ax.collections[0].get_paths()[0].vertices[:, 1].min(), 10.0 ** (2 + half)
+    assert low == pytest.approx(10.0 ** (1 - half), rel=1e-9) and low > 0
+    assert ax.collections[0].get_paths()[0].vertices[:, 1].max() == pytest.approx(high, rel=1e-9)
+
+
+def test_a_spike_far_beyond_the_other_values_gets_a_symlog_axis():
+    from matplotlib.figure import Figure
+
+    from landscape.report.plotting_regimes import _spread_axis, _undrawn
+
+    spiked, plain = Figure().add_subplot(), Figure().add_subplot()
+    _spread_axis(spiked, [-9000.0, -0.2, -0.1, -0.3, 0.05])
+    _spread_axis(plain, [-0.2, -0.1, -0.3, 0.05])
+    assert spiked.get_xscale() == "symlog" and plain.get_xscale() == "linear"
+    assert _undrawn(0, 3, "x") == "" and _undrawn(2, 3, "diverged") == " (2 of 3 runs not drawn: diverged)"
