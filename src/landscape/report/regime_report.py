@@ -122,7 +122,7 @@ def question_1(data: StudyData) -> str:
     missing = [name for family, name in (("mlp", "A"), ("cnn", "B")) if family not in families]
     absent = (
         f" {' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no regime cell in this study "
-        "(docs/regimes.md: why the default study leaves B's out, and how to add them), so no claim is made for "
+        "(docs/regimes.md: how to add regime cells), so no claim is made for "
         f"{'it' if len(missing) == 1 else 'them'}."
         if missing
         else ""
