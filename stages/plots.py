@@ -30,7 +30,7 @@ def main() -> None:
     write_text(REPORT, report)
     print(
         f"wrote {len(written)} figures to {FIGURES_DIR}/ and {REPORT} "
-        f"({len(data.variants)} variants x {len(data.seeds)} seeds)"
+        f"({len(data.all_runs)} runs: {len(data.all_runs) // len(data.seeds)} variants x {len(data.seeds)} seeds)"
     )
 
 

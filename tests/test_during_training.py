@@ -14,9 +14,8 @@ from conftest import REPO, TINY_PARAMS, learnable_split
 from landscape.study.data import Dataset
 from landscape.study.inputs import probe_data
 from landscape.study.params import parse_params
-from landscape.study.results import SharpnessPoint
+from landscape.study.results import SharpnessPoint, stability_ratio
 from landscape.study.summaries.curvature import curvature_probe
-from landscape.study.results import stability_ratio
 from landscape.study.summaries.during_training import TrainingObserver, sharpness_rows
 from landscape.study.train import train_model
 

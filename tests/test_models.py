@@ -96,7 +96,7 @@ def test_every_variant_in_params_builds_in_its_training_group():
     (the CNN regime cells are defined but not in the default study)."""
     study = PARAMS.study
     assert set(study.variants) == set(study.train_mlp) | set(study.train_cnn)
-    assert set(PARAMS.variants) - set(study.variants) == {"cnn_hi_noise", "cnn_lo_noise", "cnn_b512", "cnn_b512_lo_noise"}
+    assert set(PARAMS.variants) == set(study.variants)  # the default study runs every variant params.yaml defines
     for name in PARAMS.variants:
         cfg = PARAMS.model_config(name)
         variant = PARAMS.variant(name)

@@ -1,6 +1,6 @@
 """Per-stage wall times and peak memory of the last `dvc repro`, from timings/<variant>/<seed>/<stage>.json.
 
-    python tools/stage_times.py            # markdown table: stage x variant, median over seeds
+    python tools/stage_times.py            # markdown table: variant x stage, median over seeds
 
 The wall time is the stage's own work (from after loading data and model to the last write); each stage
 process also spends a few seconds starting Python and torch and loading the dataset.
@@ -27,28 +27,29 @@ def collect(root: Path) -> dict[tuple[str, str], list[dict]]:
 
 
 def table(found: dict[tuple[str, str], list[dict]]) -> str:
+    """One row per variant: each stage's median over seeds, the median over seeds of a whole run (its stages
+    summed), and lambda_max during training as a share of the training itself (during_training_s / train_s)."""
     variants = sorted({v for _, v in found}, key=lambda v: (not v.startswith("mlp"), v))
-    lines = ["| stage | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-    for stage in STAGES:
+    lines = [
+        "| variant | " + " | ".join(STAGES) + " | one run | lambda_max share of training |",
+        "|---|" + "---|" * (len(STAGES) + 2),
+    ]
+    for v in variants:
         cells = []
-        for v in variants:
+        per_seed: dict[int, float] = defaultdict(float)
+        for stage in STAGES:
             runs = found.get((stage, v), [])
             cells.append(f"{statistics.median(r['wall_s'] for r in runs):.1f} s" if runs else "–")
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+            for i, r in enumerate(runs):
+                per_seed[i] += r["wall_s"]
+        cells.append(f"{statistics.median(per_seed.values()):.1f} s" if per_seed else "–")
+        share = [r["during_training_s"] / r["train_s"] for r in found.get(("train", v), []) if r.get("train_s")]
+        cells.append(f"{100 * statistics.median(share):.1f} %" if share else "–")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
     total = sum(r["wall_s"] for runs in found.values() for r in runs)
     peak = max(r["peak_rss_mb"] for runs in found.values() for r in runs)
     n = sum(len(runs) for runs in found.values())
     lines.append(f"\n{n} stage runs, {total / 60:.1f} min of stage work in all; largest peak RSS {peak:.0f} MB.")
-    share = {
-        v: [r["during_training_s"] / r["train_s"] for r in found.get(("train", v), []) if r.get("train_s")]
-        for v in variants
-    }
-    if any(share.values()):
-        lines.append(
-            "\nlambda_max during training, as a share of the training itself (during_training_s / train_s, median "
-            "over seeds; the target is 20 %):\n\n| variant | share |\n|---|---|"
-        )
-        lines += [f"| {v} | {100 * statistics.median(x):.1f} % |" for v, x in share.items() if x]
     return "\n".join(lines)
 
 

@@ -324,8 +324,10 @@ def claims(
 
 
 def finite(measures: Mapping[str, Censored]) -> dict[str, Censored]:
-    """The measures a run has a number for: a diverged run has no running-average gap, for one (the measure is
-    then missing for its variant, and a claim that needs it says so)."""
+    """The measures a run has a finite number for. ``run_measures`` already leaves out what a run lacks (the
+    running-average gap of a run that diverged in epoch 1); this is the guard that keeps any other NaN or inf, such
+    as a probe's on weights that overflow, out of metrics/: the measure is then missing for that run, and a claim
+    that needs it says so."""
     return {k: c for k, c in measures.items() if math.isfinite(c.value)}
 
 

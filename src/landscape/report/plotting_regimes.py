@@ -34,7 +34,7 @@ def _colours(n: int) -> list:
 def _family_figure(data: StudyData) -> tuple[Figure, list[tuple]]:
     """A figure with one axes per architecture of the regime arm: (figure, [(axes, family, [(cell, colour)])]),
     cells with the default first; no panels, and an explanation instead, where the study has no regime cell."""
-    fig = Figure(figsize=(13, 5))
+    fig = Figure(figsize=(13, 5.4), layout="constrained")
     if data.study.regimes is None:
         message(fig.add_subplot(1, 1, 1), NO_REGIMES)
         return fig, []
@@ -48,9 +48,16 @@ def _family_figure(data: StudyData) -> tuple[Figure, list[tuple]]:
     return fig, panels
 
 
+def _undrawn(n: int, total: int, why: str) -> str:
+    """A legend suffix for runs a log axis cannot show: '' when every run is drawn."""
+    return f" ({n} of {total} runs not drawn: {why})" if n else ""
+
+
 def sharpness_training(data: StudyData) -> Figure:
-    """lambda_max per epoch (epoch 0: the initial weights) per cell, mean and 95 % t-CI band over seeds, log y; the
-    heavy-ball stability threshold 2 (1 + beta) / lr of each cell's base lr as a dotted line of its colour."""
+    """lambda_max per epoch (epoch 0: the initial weights) per cell: the geometric mean over seeds and the 95 % t-CI
+    of log lambda_max as a band, log y; the heavy-ball stability threshold 2 (1 + beta) / lr of each cell's base lr
+    as a dotted line of its colour. A run whose lambda_max is 0 (a dead network) or missing (diverged) after epoch 0
+    has no place on a log axis: its cell's legend entry says how many runs are left out."""
     fig, panels = _family_figure(data)
     if not panels:
         return fig
@@ -64,8 +71,10 @@ def sharpness_training(data: StudyData) -> Figure:
             for k, s in enumerate(data.seeds):
                 rows = f[f["seed"] == s].set_index("epoch")["lambda_max"]
                 per_seed[k] = [rows.get(e, np.nan) for e in epochs]
-            per_seed[per_seed <= 0] = np.nan  # a dead network's 0 has no place on a log axis
-            band(ax, epochs, per_seed, c, marker="o", ms=2.5, lw=1.4, label=v)
+            per_seed[~(per_seed > 0)] = np.nan  # a dead network's 0 has no place on a log axis
+            gone = int(np.isnan(per_seed[:, 1:]).any(axis=1).sum())
+            label = v + _undrawn(gone, len(data.seeds), "lambda_max 0 or diverged after epoch 0")
+            band(ax, epochs, per_seed, c, geometric=True, marker="o", ms=2.5, lw=1.4, label=label)
             t = data.all_runs[(v, data.seeds[0])].train
             ax.axhline(stability_threshold(t.lr, t.momentum), color=c, ls=":", lw=1)
         ax.set_yscale("log")
@@ -73,17 +82,22 @@ def sharpness_training(data: StudyData) -> Figure:
         ax.set_ylabel("lambda_max of the training loss")
         ax.set_title(FAMILY_TITLE.get(family, family), fontsize=10)
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Sharpness during training; dotted: 2 (1 + beta) / lr per cell ({seed_note(len(data.seeds))})")
+    fig.suptitle(
+        "Sharpness during training: geometric mean over seeds, band on log lambda_max; dotted: 2 (1 + beta) / lr "
+        f"per cell\n({seed_note(len(data.seeds))})"
+    )
     return fig
 
 
 def regimes(data: StudyData) -> Figure:
-    """Per architecture, each run's final lambda_max against its gap (small markers), each cell's mean with 95 %
-    t-CI bars in both directions (large markers); diverged runs left out."""
+    """Per architecture, each run's final lambda_max against its gap (small markers); each cell's mean gap and
+    geometric-mean lambda_max with 95 % t-CI bars (of the gap, and of log lambda_max) as large markers. Diverged
+    runs and runs with lambda_max 0 are left out, and the legend (or a note for a cell with none left) says so."""
     fig, panels = _family_figure(data)
     if not panels:
         return fig
     for ax, family, members in panels:
+        missing = []
         for v, c in members:
             runs = [data.all_runs[(v, s)] for s in data.seeds]
             pts = [
@@ -92,29 +106,53 @@ def regimes(data: StudyData) -> Figure:
                 if x.train.diverged is None and x.curvature.eigenvalues and x.curvature.eigenvalues[0] > 0
             ]
             if not pts:
+                missing.append(v)
                 continue
             gx, lam = zip(*pts, strict=True)
             ax.plot(gx, lam, "o", color=c, ms=4, alpha=0.6)
-            mx, my = mean_ci(list(gx)), mean_ci(list(lam))
+            mx, my = mean_ci(list(gx)), mean_ci([math.log(x) for x in lam])
+            gm = math.exp(my.mean)
             xerr = [[mx.mean - mx.ci_low], [mx.ci_high - mx.mean]] if math.isfinite(mx.ci_low) else None
-            yerr = [[my.mean - my.ci_low], [my.ci_high - my.mean]] if math.isfinite(my.ci_low) else None
+            yerr = [[gm - math.exp(my.ci_low)], [math.exp(my.ci_high) - gm]] if math.isfinite(my.ci_low) else None
             cell = data.study.regimes.cells.get(v)
             name = f"{v} (noise x{cell.noise_scale:g}, batch {cell.batch_size})" if cell else f"{v} (default)"
-            ax.errorbar([mx.mean], [my.mean], xerr=xerr, yerr=yerr, fmt="s", color=c, ms=8, capsize=3, label=name)
+            name += _undrawn(len(runs) - len(pts), len(runs), "diverged or lambda_max 0")
+            ax.errorbar([mx.mean], [gm], xerr=xerr, yerr=yerr, fmt="s", color=c, ms=8, capsize=3, label=name)
+        if missing:
+            ax.text(
+                0.01,
+                0.01,
+                "not drawn (every run diverged or has lambda_max 0): " + ", ".join(missing),
+                transform=ax.transAxes,
+                fontsize=7,
+                va="bottom",
+            )
         ax.set_yscale("log")
         ax.set_xlabel("gap (pp, eval mode)")
         ax.set_ylabel("lambda_max at the final weights")
         ax.set_title(FAMILY_TITLE.get(family, family), fontsize=10)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Sharpness against the gap across training regimes ({seed_note(len(data.seeds))})")
+    fig.suptitle(
+        "Sharpness against the gap across training regimes: mean gap, geometric-mean lambda_max, bar on log "
+        f"lambda_max\n({seed_note(len(data.seeds))})"
+    )
     return fig
+
+
+def _spread_axis(ax, values: list[float]) -> None:
+    """A symmetric-log x axis when a few values lie orders of magnitude beyond the rest (a spike's loss slope),
+    so that the rest stay readable; linear otherwise."""
+    mags = np.abs(np.asarray(values, float))
+    mags = mags[mags > 0]
+    if mags.size and mags.max() > 100 * float(np.median(mags)):
+        ax.set_xscale("symlog", linthresh=10.0 ** math.ceil(math.log10(float(np.median(mags)))))  # a decade
 
 
 def early_signals(data: StudyData) -> Figure:
     """Each early signal (x) against each run's difficulty rank (y, 1 = easiest), one panel per signal, with the
     cell-mean tau and its Holm-adjusted p in the title."""
     r = data.study.regimes
-    fig = Figure(figsize=(16, 7))
+    fig = Figure(figsize=(16, 7.5), layout="constrained")
     if r is None:
         message(fig.add_subplot(1, 1, 1), NO_REGIMES)
         return fig
@@ -134,6 +172,7 @@ def early_signals(data: StudyData) -> Figure:
             ys.append(rank[k])
             cs.append("#d62728" if k[0] in hard else "#1f77b4")
         ax.scatter(xs, ys, c=cs, s=14)
+        _spread_axis(ax, xs)
         e = tau.get(name)
         note = f"tau {e.tau:+.2f}, Holm p {e.p_adjusted:.2g}" if e is not None and math.isfinite(e.tau) else "no tau"
         ax.set_title(f"{R.EARLY[name][0]}\n{note}", fontsize=8)

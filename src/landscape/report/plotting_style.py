@@ -61,13 +61,24 @@ def column_intervals(per_seed: np.ndarray) -> list[Interval]:
     return [finite_ci(col) for col in np.asarray(per_seed, float).T]
 
 
-def band(ax: Axes, x: Sequence[float], per_seed: np.ndarray, colour_: object, alpha: float = 0.18, **line) -> None:
-    """The mean over seeds as a line, and its 95 % t-CI as a shaded band (opacity ``alpha``) where n >= 2."""
-    intervals = column_intervals(per_seed)
-    mean = np.array([i.mean for i in intervals])
+def band(
+    ax: Axes,
+    x: Sequence[float],
+    per_seed: np.ndarray,
+    colour_: object,
+    alpha: float = 0.18,
+    geometric: bool = False,
+    **line,
+) -> None:
+    """The mean over seeds as a line, and its 95 % t-CI as a shaded band (opacity ``alpha``) where n >= 2. With
+    ``geometric`` (positive values on a log axis) the mean and CI are those of the log, drawn back on the values'
+    scale: the geometric mean, and a band that never reaches 0."""
+    intervals = column_intervals(np.log(per_seed) if geometric else per_seed)
+    back = np.exp if geometric else np.asarray
+    mean = back(np.array([i.mean for i in intervals]))
     ax.plot(x, mean, color=colour_, **line)
-    low = np.array([i.ci_low for i in intervals])
-    high = np.array([i.ci_high for i in intervals])
+    low = back(np.array([i.ci_low for i in intervals]))
+    high = back(np.array([i.ci_high for i in intervals]))
     if np.isfinite(low).any():
         ax.fill_between(x, low, high, color=colour_, alpha=alpha, lw=0)
 
