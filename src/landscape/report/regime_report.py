@@ -115,7 +115,6 @@ def question_1(data: StudyData) -> str:
     if r is None:
         return f"{Q1}\n\nThis study has no training-regime cell (a variant with `train:` overrides in params.yaml)."
     tally = ", ".join(f"{sum(c.verdict == v for c in r.claims)} {v}" for v in ("agrees", "differs", "inconclusive"))
-    rules = r.rules
     crossed = [v for v, x in r.stability.items() if x >= 1]
     crossed_base = [v for v, x in r.stability_base.items() if x >= 1]
     families = {c.family for c in r.cells.values()}
@@ -134,24 +133,21 @@ def question_1(data: StudyData) -> str:
             f"**Experiment.** {trained} {'was' if len(families) == 1 else 'were'} trained again under other SGD "
             "settings, everything else equal (same seeds, "
             "so the same initial weights, data order and probe directions per seed): the noise scale lr/batch at "
-            f"{rules.noise_low:g}x and {rules.noise_high:g}x the default's at the default batch, and larger batches "
-            "at equal and at lower noise (each cell's lr and batch are in the table). lambda_max, trace and relative "
-            "flatness are of the local Hessian at the final weights (one activation pattern of a ReLU network), "
-            "sigma* is the headline noise tolerance." + absent,
+            f"{R.NOISE_LOW:g}x and {R.NOISE_HIGH:g}x the default's (lr 0.0125 and 0.2 at batch 128), and batch 512 "
+            "at 1x and 1/4x. lambda_max, trace and relative flatness are of the local Hessian at the final weights "
+            "(one activation pattern of a ReLU network), sigma* is the headline noise tolerance." + absent,
             _cells_table(data, r),
             "Final train loss: eval mode, whole training split; a diverged run is left out of the loss, gap and "
             "lambda_max columns (its weights are those of its last finite epoch). Spiked: "
-            f"a batch loss above {rules.first_epoch_spike * R.UNIFORM_LOSS:.2f} nats ({rules.first_epoch_spike:g}x a "
-            f"uniform guess's) in epoch 1, or above {rules.spike_factor:g}x the previous epoch's running mean later.",
-            "**Rules, fixed before the results** (params.yaml, `claim_rules.regimes`). (a) Lower noise, sharper and a "
-            f"larger gap: the {rules.noise_low:g}x cell minus the {rules.noise_high:g}x cell, paired by seed, on log "
-            "lambda_max, log trace, log relative flatness (larger is sharper), sigma* (smaller is sharper) and the gap "
-            "(larger). (b) At equal noise, batch size alone changes neither the gap "
-            f"(margin +-{100 * rules.gap_margin:g} pp) nor lambda_max (+-{100 * rules.lambda_margin:g} %): the "
-            "larger-batch cell at the default's noise scale minus the default, judged by a two-one-sided test "
-            "(TOST): agrees when equivalence is shown (the 90 % CI inside the margin, the larger one-sided p "
-            "Holm-adjusted), differs when a difference beyond the margin is, inconclusive otherwise. One Holm "
-            "family over all of them; for (a) " + VERDICT_RULE,
+            f"a batch loss above {R.FIRST_EPOCH_SPIKE:.2f} nats (twice a uniform guess's) in epoch 1, or above "
+            f"{R.SPIKE_FACTOR:g}x the previous epoch's running mean later.",
+            "**Rules, fixed before the results.** (a) Lower noise, sharper and a larger gap: the 1/4x cell minus the "
+            "4x cell, paired by seed, on log lambda_max, log trace, log relative flatness (larger is sharper), sigma* "
+            "(smaller is sharper) and the gap (larger). (b) At equal noise, batch size alone changes neither the gap "
+            f"(margin +-{100 * R.GAP_MARGIN:g} pp) nor lambda_max (+-{100 * R.LAMBDA_MARGIN:g} %): the batch-512 "
+            "cell minus the default, judged by a two-one-sided test (TOST): agrees when equivalence is shown (the "
+            "90 % CI inside the margin, the larger one-sided p Holm-adjusted), differs when a difference beyond the "
+            "margin is, inconclusive otherwise. One Holm family over all of them; for (a) " + VERDICT_RULE,
             _claims_table(r),
             f"Result: {tally}.",
             "**Which sharpness measures rank with the gap within one architecture**, across its default and regime "
@@ -183,8 +179,8 @@ def question_4(data: StudyData) -> str:
             Q4,
             "**Difficulty, defined before the analysis.** A run that reached the target accuracy ranks by the epochs "
             "it took; one that did not ranks above all of those, by its final training loss; a diverged run above "
-            f"every other (earlier divergence harder). A cell is hard when >= {r.rules.hard_seeds} of its seeds miss "
-            f"the target, spike or diverge. Hard cells in this study: {hard}.",
+            f"every other (earlier divergence harder). A cell is hard when >= {R.HARD_SEEDS} of its seeds miss the "
+            f"target, spike or diverge. Hard cells in this study: {hard}.",
             "**Early signals**, each measured after epoch 1 (from the epoch-1 weights, saved as `epoch1.pt`), "
             f"against difficulty over all {n} runs: Kendall's tau over the cell means with a permutation p (the runs "
             "of one cell are a cluster), Holm over the signals; the tau over runs with a CI from resampling whole "
