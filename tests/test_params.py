@@ -66,7 +66,7 @@ def test_regime_cells_override_lr_and_batch_for_both_models():
     cells = {(0.2, 128), (0.0125, 128), (0.2, 512), (0.05, 512)}
     defined = [n for n, v in params.variants.items() if v.regime]
     assert set(params.regimes()) <= set(defined)
-    assert {params.variant(v).family for v in params.regimes()} == {"mlp"}  # the default study: A's cells only
+    assert {params.variant(v).family for v in params.regimes()} == {"mlp", "cnn"}  # the default study: A and B
     for family, model in (("mlp", "mlp"), ("cnn", "cnn")):
         regimes = [v for v in defined if params.variant(v).family == family]
         got = {(params.train_for(v).lr, params.train_for(v).batch_size) for v in regimes}
