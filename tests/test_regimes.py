@@ -181,3 +181,59 @@ def test_a_spike_far_beyond_the_other_values_gets_a_symlog_axis():
     _spread_axis(plain, [-0.2, -0.1, -0.3, 0.05])
     assert spiked.get_xscale() == "symlog" and plain.get_xscale() == "linear"
     assert _undrawn(0, 3, "x") == "" and _undrawn(2, 3, "diverged") == " (2 of 3 runs not drawn: diverged)"
+
+
+def test_geometric_ci_is_the_t_ci_of_the_log_back_on_the_values_scale():
+    """lambda_max 1, 10, 100: geometric mean 10, CI 10^(1 -+ t_{0.975,2} / sqrt 3) (sd of log10 is 1), above 0
+    where the arithmetic CI of the same values reaches below it; a value <= 0 has no log and is left out."""
+    half = 4.302652729911275 / math.sqrt(3)
+    i = M.geometric_ci([1.0, 10.0, 100.0])
+    assert (i.mean, i.n) == (pytest.approx(10.0), 3)
+    assert i.ci_low == pytest.approx(10.0 ** (1 - half)) and i.ci_high == pytest.approx(10.0 ** (1 + half))
+    assert M.finite_ci([1.0, 10.0, 100.0]).ci_low < 0 < i.ci_low
+    assert M.geometric_ci([0.0, 4.0, math.nan, 16.0]).mean == pytest.approx(8.0)  # 0 and nan left out: n = 2
+    assert math.isnan(M.geometric_ci([0.0]).mean) and M.geometric_ci([0.0]).n == 0
+
+
+def test_the_cells_table_gives_lambda_max_as_a_geometric_mean_unless_a_run_is_at_zero():
+    from landscape.report.regime_report import lambda_of
+
+    half = 4.302652729911275 / math.sqrt(3)
+    assert lambda_of([1.0, 10.0, 100.0]).startswith(f"10 [{10 ** (1 - half):.4g}, {10 ** (1 + half):.4g}], n = 3")
+    assert lambda_of([0.0, 0.0]) == "0 [0, 0], n = 2 (arithmetic: a run at <= 0)"
+    assert lambda_of([]) == "-"
+
+
+def test_the_experiment_text_names_this_studys_cells():
+    from landscape.report.regime_report import design
+
+    def cell(v, family, lr, batch, noise):
+        return RegimeCell(v, family, family, lr, batch, noise, batch / 128)
+
+    cells = {
+        c.variant: c
+        for c in (
+            cell("mlp_hi", "mlp", 0.2, 128, 4.0),
+            cell("mlp_lo", "mlp", 0.0125, 128, 0.25),
+            cell("cnn_hi", "cnn", 0.2, 128, 4.0),
+            cell("mlp_b256", "mlp", 0.1, 256, 1.0),
+            cell("mlp_b256_lo", "mlp", 0.025, 256, 0.25),
+            cell("mlp_slow", "mlp", 0.003, 128, 0.06),
+        )
+    }
+    text = design(SimpleNamespace(cells=cells))
+    assert text == (
+        "the noise scale lr/batch at 0.25x and 4x the default's (lr 0.0125 and 0.2 at batch 128), "
+        "and batch 256 at 0.25x and 1x"
+    )
+    assert "(no such cell in this study)" in design(SimpleNamespace(cells={}))
+
+
+def test_the_regime_rule_text_names_its_own_difference():
+    from landscape.report.stats import VERDICT_RULE, verdict_rule
+
+    regime = verdict_rule("low - high", level=False)
+    assert "differences low - high (paired by training seed)." in regime and "B - A" not in regime
+    assert "differences B - A (paired by training seed), or of B's per-seed values minus the claimed level" in (
+        VERDICT_RULE
+    )

@@ -127,6 +127,20 @@ def test_stage_times_table_medians_over_seeds(tmp_path) -> None:
     assert "2 stage runs, 0.5 min" in text and "901 MB" in text
 
 
+def test_stage_times_sum_a_run_by_seed_when_a_stage_is_missing(tmp_path) -> None:
+    """A whole run is its seed's stages summed: with seed 0's robustness stage missing, the runs are 10, 120 and
+    230 s (median 120), not the lists summed by position (110, 220, 30: median 110)."""
+    module = load_tool("stage_times")
+    walls = {"train": {0: 10.0, 1: 20.0, 2: 30.0}, "robustness": {1: 100.0, 2: 200.0}}
+    for stage, by_seed in walls.items():
+        for seed, wall in by_seed.items():
+            path = tmp_path / "cnn" / str(seed) / f"{stage}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"wall_s": wall, "peak_rss_mb": 900.0}))
+    row = next(x for x in module.table(module.collect(tmp_path)).splitlines() if x.startswith("| cnn |"))
+    assert row == "| cnn | 20.0 s | 150.0 s | – | – | – | 120.0 s | – |"
+
+
 def test_stage_times_give_the_share_of_lambda_max_during_training(tmp_path) -> None:
     module = load_tool("stage_times")
     for seed, (train, during) in enumerate(((100.0, 10.0), (100.0, 20.0), (50.0, 4.0))):

@@ -17,16 +17,16 @@ from pathlib import Path
 STAGES = ("train", "robustness", "slice", "path", "curvature")
 
 
-def collect(root: Path) -> dict[tuple[str, str], list[dict]]:
-    """(stage, variant) -> the timing records of every seed."""
-    found: dict[tuple[str, str], list[dict]] = defaultdict(list)
+def collect(root: Path) -> dict[tuple[str, str], dict[str, dict]]:
+    """(stage, variant) -> seed -> that run's timing record."""
+    found: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
     for path in sorted(root.glob("*/*/*.json")):
-        variant, stage = path.parts[-3], path.stem
-        found[(stage, variant)].append(json.loads(path.read_text()))
+        variant, seed, stage = path.parts[-3], path.parts[-2], path.stem
+        found[(stage, variant)][seed] = json.loads(path.read_text())
     return found
 
 
-def table(found: dict[tuple[str, str], list[dict]]) -> str:
+def table(found: dict[tuple[str, str], dict[str, dict]]) -> str:
     """One row per variant: each stage's median over seeds, the median over seeds of a whole run (its stages
     summed), and lambda_max during training as a share of the training itself (during_training_s / train_s)."""
     variants = sorted({v for _, v in found}, key=lambda v: (not v.startswith("mlp"), v))
@@ -36,18 +36,19 @@ def table(found: dict[tuple[str, str], list[dict]]) -> str:
     ]
     for v in variants:
         cells = []
-        per_seed: dict[int, float] = defaultdict(float)
+        per_seed: dict[str, float] = defaultdict(float)  # a run's stages summed, matched by seed
         for stage in STAGES:
-            runs = found.get((stage, v), [])
-            cells.append(f"{statistics.median(r['wall_s'] for r in runs):.1f} s" if runs else "–")
-            for i, r in enumerate(runs):
-                per_seed[i] += r["wall_s"]
+            runs = found.get((stage, v), {})
+            cells.append(f"{statistics.median(r['wall_s'] for r in runs.values()):.1f} s" if runs else "–")
+            for seed, r in runs.items():
+                per_seed[seed] += r["wall_s"]
         cells.append(f"{statistics.median(per_seed.values()):.1f} s" if per_seed else "–")
-        share = [r["during_training_s"] / r["train_s"] for r in found.get(("train", v), []) if r.get("train_s")]
+        train = found.get(("train", v), {}).values()
+        share = [r["during_training_s"] / r["train_s"] for r in train if r.get("train_s")]
         cells.append(f"{100 * statistics.median(share):.1f} %" if share else "–")
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    total = sum(r["wall_s"] for runs in found.values() for r in runs)
-    peak = max(r["peak_rss_mb"] for runs in found.values() for r in runs)
+    total = sum(r["wall_s"] for runs in found.values() for r in runs.values())
+    peak = max(r["peak_rss_mb"] for runs in found.values() for r in runs.values())
     n = sum(len(runs) for runs in found.values())
     lines.append(f"\n{n} stage runs, {total / 60:.1f} min of stage work in all; largest peak RSS {peak:.0f} MB.")
     return "\n".join(lines)

@@ -57,6 +57,7 @@ __all__ = [
     "path_monotonic",
     "sigma_star",
     "finite_ci",
+    "geometric_ci",
     "headline_sigma_star",
 ]
 
@@ -65,6 +66,15 @@ def finite_ci(values: Iterable[float]) -> Interval:
     """``stats.mean_ci`` of the finite values (a null in a JSON file reads as nan); all-nan -> a nan Interval, n = 0."""
     finite = [float(v) for v in values if math.isfinite(v)]
     return mean_ci(finite) if finite else Interval(math.nan, math.nan, math.nan, math.nan, 0)
+
+
+def geometric_ci(values: Iterable[float]) -> Interval:
+    """The geometric mean of the positive finite values and the 95 % t-CI of their log, both back on the values'
+    scale (``std`` stays that of the log): an interval for a scale measure such as lambda_max that never reaches 0.
+    A value <= 0 has no log and is left out, as ``finite_ci`` leaves out a non-finite one; callers that must not
+    lose such a value check for it first."""
+    i = finite_ci(math.log(v) for v in values if math.isfinite(v) and v > 0)
+    return Interval(math.exp(i.mean), i.std, math.exp(i.ci_low), math.exp(i.ci_high), i.n)
 
 
 def headline_sigma_star(run: RunResults) -> tuple[str, str, float]:

@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from landscape.report import regimes as R
+from landscape.report.measures import geometric_ci
 from landscape.report.plotting_style import band, message, seed_note
 from landscape.report.stats import mean_ci
 from landscape.report.study_data import StudyData
@@ -110,10 +111,10 @@ def regimes(data: StudyData) -> Figure:
                 continue
             gx, lam = zip(*pts, strict=True)
             ax.plot(gx, lam, "o", color=c, ms=4, alpha=0.6)
-            mx, my = mean_ci(list(gx)), mean_ci([math.log(x) for x in lam])
-            gm = math.exp(my.mean)
+            mx, my = mean_ci(list(gx)), geometric_ci(lam)
+            gm = my.mean
             xerr = [[mx.mean - mx.ci_low], [mx.ci_high - mx.mean]] if math.isfinite(mx.ci_low) else None
-            yerr = [[gm - math.exp(my.ci_low)], [math.exp(my.ci_high) - gm]] if math.isfinite(my.ci_low) else None
+            yerr = [[gm - my.ci_low], [my.ci_high - gm]] if math.isfinite(my.ci_low) else None
             cell = data.study.regimes.cells.get(v)
             name = f"{v} (noise x{cell.noise_scale:g}, batch {cell.batch_size})" if cell else f"{v} (default)"
             name += _undrawn(len(runs) - len(pts), len(runs), "diverged or lambda_max 0")

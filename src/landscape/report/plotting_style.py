@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from landscape.report.aggregate import MODEL_A, MODEL_B
-from landscape.report.measures import finite_ci
+from landscape.report.measures import finite_ci, geometric_ci
 from landscape.report.stats import Interval
 from landscape.study.params import VariantParams
 
@@ -73,12 +73,11 @@ def band(
     """The mean over seeds as a line, and its 95 % t-CI as a shaded band (opacity ``alpha``) where n >= 2. With
     ``geometric`` (positive values on a log axis) the mean and CI are those of the log, drawn back on the values'
     scale: the geometric mean, and a band that never reaches 0."""
-    intervals = column_intervals(np.log(per_seed) if geometric else per_seed)
-    back = np.exp if geometric else np.asarray
-    mean = back(np.array([i.mean for i in intervals]))
-    ax.plot(x, mean, color=colour_, **line)
-    low = back(np.array([i.ci_low for i in intervals]))
-    high = back(np.array([i.ci_high for i in intervals]))
+    per_seed = np.asarray(per_seed, float)
+    intervals = [geometric_ci(col) for col in per_seed.T] if geometric else column_intervals(per_seed)
+    ax.plot(x, [i.mean for i in intervals], color=colour_, **line)
+    low = np.array([i.ci_low for i in intervals])
+    high = np.array([i.ci_high for i in intervals])
     if np.isfinite(low).any():
         ax.fill_between(x, low, high, color=colour_, alpha=alpha, lw=0)
 
