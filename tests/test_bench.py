@@ -124,3 +124,21 @@ def test_the_tiny_benchmark_gives_every_row_with_finite_positive_ratios(workspac
     assert all(math.isfinite(r) and r > 0 for r in ratios + scaling), rows
     assert "mlp: freshly initialized (no models/mlp/0/model.pt)" in text
     assert "Hessian-vector product" in text
+
+
+def test_dvc_overhead_times_the_whole_lock_and_each_kinds_part(tmp_path: Path) -> None:
+    """bench/dvc_overhead.py on a small synthetic lock: the stage kinds come from the names, every part is timed
+    with DVC's own lock update, and the full-run total is each lock's update time its stage count."""
+    spec = importlib.util.spec_from_file_location("dvc_overhead", REPO / "bench" / "dvc_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert [module.kind(s) for s in ("train_cnn@cnn-0", "slice@mlp-1", "aggregate")] == ["train", "slice", "other"]
+    entry = {"cmd": "python x.py", "deps": [{"path": "a", "hash": "md5", "md5": "0" * 32, "size": 1}]}
+    stages = {f"{k}@{v}-{s}": entry for k in ("train_mlp", "slice") for v in ("mlp", "mlp_bn") for s in (0, 1)}
+    rows = module.measure({"schema": "2.0", "stages": {**stages, "aggregate": entry}}, 1, tmp_path)
+    assert [(label, n) for label, n, _, _ in rows] == [("whole dvc.lock", 9), ("other", 1), ("slice", 4),
+                                                        ("train", 4)]  # fmt: skip
+    assert all(lines > 0 and seconds > 0 for _, _, lines, seconds in rows)
+    text = module.report(rows)
+    whole, split = 9 * rows[0][3], sum(n * s for _, n, _, s in rows[1:])
+    assert f"{whole / 60:.1f} min with one dvc.lock, {split / 60:.1f} min with one per stage kind" in text
