@@ -3,6 +3,7 @@ noise contrast and the equivalence claims on synthetic per-seed values, spikes, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -12,7 +13,22 @@ from landscape.report import measures as M
 from landscape.report import regimes as R
 from landscape.report.schema import RegimeCell
 from landscape.report.stats import Interval
+from landscape.study.params import RegimeRuleParams, load_params
 from landscape.study.results import Censored, Divergence
+
+RULES = RegimeRuleParams(
+    noise_low=0.25,
+    noise_high=4.0,
+    gap_margin=0.005,
+    lambda_margin=0.2,
+    spike_factor=3.0,
+    first_epoch_spike=2.0,
+    hard_seeds=2,
+)
+
+
+def test_the_rules_are_params_yamls():
+    assert load_params().claim_rules.regimes == RULES  # the tests below are written against these values
 
 
 def t2_cdf(t: float) -> float:
@@ -78,14 +94,18 @@ def values(sharper_low: bool, batch_changes_gap: bool) -> dict[tuple[str, int], 
 
 
 def test_q1_claims_follow_the_noise_contrast_and_the_tost():
-    found = {c.key: c for c in R.q1_claims(cells(), values(True, False), [0, 1, 2], STAR)}
+    found = {c.key: c for c in R.q1_claims(cells(), values(True, False), [0, 1, 2], STAR, RULES)}
     assert len(found) == 14
     for family in ("mlp", "cnn"):
         for m in ("log_lambda_max", "log_trace", "log_flatness", "sigma_star", "gap"):
             assert found[f"{family}_low_noise_{m}"].verdict == "agrees", (family, m)
         assert found[f"{family}_batch_gap_equal"].verdict == "agrees"
         assert found[f"{family}_batch_lambda_equal"].verdict == "agrees"
-    flat = {c.key: c for c in R.q1_claims(cells(), values(False, True), [0, 1, 2], STAR)}
+    flat = {c.key: c for c in R.q1_claims(cells(), values(False, True), [0, 1, 2], STAR, RULES)}
+    wide = {c.key: c for c in R.q1_claims(cells(), values(False, True), [0, 1, 2], STAR,
+                                          dataclasses.replace(RULES, gap_margin=0.05))}  # fmt: skip
+    assert wide["cnn_batch_gap_equal"].verdict == "agrees"  # 2 pp is inside a 5 pp margin
+    assert "within +-5 pp" in wide["cnn_batch_gap_equal"].text and "< 0.05 (TOST)" in wide["cnn_batch_gap_equal"].rule
     assert flat["mlp_low_noise_log_lambda_max"].verdict == "inconclusive"
     assert flat["cnn_batch_gap_equal"].verdict == "differs"  # 2 pp, well beyond the 0.5 pp margin
     p = [c.p for c in found.values()]
@@ -95,7 +115,7 @@ def test_q1_claims_follow_the_noise_contrast_and_the_tost():
 
 def test_a_missing_cell_leaves_its_claims_untested():
     few = {k: v for k, v in cells().items() if k != "cnn_lo_noise"}
-    found = {c.key: c for c in R.q1_claims(few, values(True, False), [0, 1, 2], STAR)}
+    found = {c.key: c for c in R.q1_claims(few, values(True, False), [0, 1, 2], STAR, RULES)}
     assert math.isnan(found["cnn_low_noise_log_lambda_max"].p) and found["cnn_low_noise_gap"].verdict == "inconclusive"
 
 
@@ -104,10 +124,13 @@ def row(loss_max: float, running: float) -> dict[str, float]:
 
 
 def test_spikes():
-    assert not R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.4, 0.4)])
-    assert R.spiked([row(14.2, 2.1)])  # epoch 1 above 2 ln 10
-    assert R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.6, 0.4)])  # 1.6 > 3 x 0.5
-    assert not R.spiked([])
+    assert not R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.4, 0.4)], RULES)
+    assert R.spiked([row(14.2, 2.1)], RULES)  # epoch 1 above 2 ln 10
+    assert not R.spiked([row(4.6, 2.1)], RULES)  # 4.6 < 2 ln 10 = 4.605
+    assert R.spiked([row(4.61, 2.1)], RULES)
+    assert R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.6, 0.4)], RULES)  # 1.6 > 3 x 0.5
+    assert not R.spiked([row(2.4, 0.8), row(1.2, 0.5), row(1.6, 0.4)], dataclasses.replace(RULES, spike_factor=3.5))
+    assert not R.spiked([], RULES)
 
 
 def run(epochs: float, censored: bool, loss: float, diverged: int = 0) -> SimpleNamespace:
@@ -127,14 +150,14 @@ def test_difficulty_orders_reached_then_unreached_by_loss_then_diverged():
         ("nan_early", 0): run(10, True, 2.3, diverged=1),
     }
     histories = dict.fromkeys(runs, [row(2.0, 0.5)])
-    found = {d.variant: d for d in R.difficulties(runs, histories)}
+    found = {d.variant: d for d in R.difficulties(runs, histories, RULES)}
     order = sorted(found, key=lambda v: found[v].score)
     assert order == ["fast", "slow", "stuck", "dead", "nan", "nan_early"]
     assert math.isnan(found["nan"].final_train_loss) and found["nan"].spiked
-    assert R.hard_cells(list(found.values())) == []  # one seed each: below HARD_SEEDS
+    assert R.hard_cells(list(found.values()), RULES.hard_seeds) == []  # one seed each: below hard_seeds
     runs = {("stuck", 0): run(10, True, 0.4), ("stuck", 1): run(10, True, 0.4), ("ok", 0): run(3, False, 0.2)}
-    two = R.difficulties(runs, dict.fromkeys(runs, [row(2.0, 0.5)]))
-    assert R.hard_cells(two) == ["stuck"]
+    two = R.difficulties(runs, dict.fromkeys(runs, [row(2.0, 0.5)]), RULES)
+    assert R.hard_cells(two, 2) == ["stuck"] and R.hard_cells(two, 3) == []
 
 
 def test_the_warm_start_check_reports_the_largest_relative_difference():
@@ -221,12 +244,13 @@ def test_the_experiment_text_names_this_studys_cells():
             cell("mlp_slow", "mlp", 0.003, 128, 0.06),
         )
     }
-    text = design(SimpleNamespace(cells=cells))
+    rules = SimpleNamespace(noise_low=0.25, noise_high=4.0)
+    text = design(SimpleNamespace(cells=cells, rules=rules))
     assert text == (
         "the noise scale lr/batch at 0.25x and 4x the default's (lr 0.0125 and 0.2 at batch 128), "
         "and batch 256 at 0.25x and 1x"
     )
-    assert "(no such cell in this study)" in design(SimpleNamespace(cells={}))
+    assert "(no such cell in this study)" in design(SimpleNamespace(cells={}, rules=rules))
 
 
 def test_the_regime_rule_text_names_its_own_difference():
@@ -237,3 +261,10 @@ def test_the_regime_rule_text_names_its_own_difference():
     assert "differences B - A (paired by training seed), or of B's per-seed values minus the claimed level" in (
         VERDICT_RULE
     )
+
+
+def test_a_study_with_fewer_seeds_than_a_hard_cell_needs_says_none_can_be_hard():
+    from landscape.report.regime_report import few_seeds
+
+    assert few_seeds(2, 3) == "" and few_seeds(2, 2) == ""
+    assert "With 1 seed per cell, fewer than the 2 the rule needs, no cell can be hard" in few_seeds(2, 1)

@@ -68,16 +68,26 @@ def lambda_of(values: list[float]) -> str:
 def design(r: RegimeSummary) -> str:
     """The Q1 contrasts as this study's cells set them: the lr of the noise-scale pair at the default batch, and
     the larger batches with their noise scales."""
-    contrast = (R.NOISE_LOW, R.NOISE_HIGH)
+    contrast = (r.rules.noise_low, r.rules.noise_high)
     pair = [c for c in r.cells.values() if c.batch_ratio == 1 and round(c.noise_scale, 6) in contrast]
     lrs = " and ".join(f"{lr:g}" for lr in sorted({c.lr for c in pair}))
     batch = " and ".join(str(b) for b in sorted({c.batch_size for c in pair}))
     large = sorted({(c.batch_size, c.noise_scale) for c in r.cells.values() if c.batch_ratio > 1})
-    text = f"the noise scale lr/batch at {R.NOISE_LOW:g}x and {R.NOISE_HIGH:g}x the default's"
+    text = f"the noise scale lr/batch at {contrast[0]:g}x and {contrast[1]:g}x the default's"
     text += f" (lr {lrs} at batch {batch})" if pair else " (no such cell in this study)"
     for b in sorted({b for b, _ in large}):
         text += f", and batch {b} at " + " and ".join(f"{n:g}x" for bb, n in large if bb == b)
     return text
+
+
+def few_seeds(hard_seeds: int, n_seeds: int) -> str:
+    """The caveat when the study has fewer seeds than a hard cell needs (a one-seed first look): none can be hard."""
+    if n_seeds >= hard_seeds:
+        return ""
+    return (
+        f" With {n_seeds} seed{'s' if n_seeds != 1 else ''} per cell, fewer than the {hard_seeds} the rule needs, no "
+        "cell can be hard here (`claim_rules.regimes.hard_seeds`)."
+    )
 
 
 def estimate_of(values: list[float], unit) -> str:
@@ -141,6 +151,7 @@ def question_1(data: StudyData) -> str:
     if r is None:
         return f"{Q1}\n\nThis study has no training-regime cell (a variant with `train:` overrides in params.yaml)."
     tally = ", ".join(f"{sum(c.verdict == v for c in r.claims)} {v}" for v in ("agrees", "differs", "inconclusive"))
+    rules = r.rules
     crossed = [v for v, x in r.stability.items() if x >= 1]
     crossed_base = [v for v, x in r.stability_base.items() if x >= 1]
     families = {c.family for c in r.cells.values()}
@@ -165,16 +176,18 @@ def question_1(data: StudyData) -> str:
             "Final train loss: eval mode, whole training split; a diverged run is left out of the loss, gap and "
             "lambda_max columns (its weights are those of its last finite epoch). lambda_max: the geometric mean "
             "over seeds with the 95 % t-CI of log lambda_max, back-transformed. Spiked: "
-            f"a batch loss above {R.FIRST_EPOCH_SPIKE:.2f} nats (twice a uniform guess's) in epoch 1, or above "
-            f"{R.SPIKE_FACTOR:g}x the previous epoch's running mean later.",
-            "**Rules, fixed before the results.** (a) Lower noise, sharper and a larger gap: the 1/4x cell minus the "
-            "4x cell, paired by seed, on log lambda_max, log trace, log relative flatness (larger is sharper), sigma* "
-            "(smaller is sharper) and the gap (larger). (b) At equal noise, batch size alone changes neither the gap "
-            f"(margin +-{100 * R.GAP_MARGIN:g} pp) nor lambda_max (+-{100 * R.LAMBDA_MARGIN:g} %): the larger-batch "
-            "cell minus the default, judged by a two-one-sided test (TOST): agrees when equivalence is shown (the "
-            "90 % CI inside the margin, the larger one-sided p Holm-adjusted), differs when a difference beyond the "
-            "margin is, inconclusive otherwise. (a) and (b) form one Holm family; (a) is judged as the reference's "
-            "claims are. " + verdict_rule("low - high", level=False),
+            f"a batch loss above {rules.first_epoch_spike * R.UNIFORM_LOSS:.2f} nats ({rules.first_epoch_spike:g}x a "
+            f"uniform guess's) in epoch 1, or above {rules.spike_factor:g}x the previous epoch's running mean later.",
+            "**Rules, fixed before the results** (params.yaml, `claim_rules.regimes`). (a) Lower noise, sharper and a "
+            f"larger gap: the {rules.noise_low:g}x cell minus the {rules.noise_high:g}x cell, paired by seed, on log "
+            "lambda_max, log trace, log relative flatness (larger is sharper), sigma* (smaller is sharper) and the gap "
+            "(larger). (b) At equal noise, batch size alone changes neither the gap "
+            f"(margin +-{100 * rules.gap_margin:g} pp) nor lambda_max (+-{100 * rules.lambda_margin:g} %): the "
+            "larger-batch cell at the default's noise scale minus the default, judged by a two-one-sided test "
+            "(TOST): agrees when equivalence is shown (the 90 % CI inside the margin, the larger one-sided p "
+            "Holm-adjusted), differs when a difference beyond the margin is, inconclusive otherwise. (a) and (b) "
+            "form one Holm family; (a) is judged as the reference's claims are. "
+            + verdict_rule("low - high", level=False),
             _claims_table(r),
             f"Result: {tally}.",
             "**Which sharpness measures rank with the gap within one architecture**, across its default and regime "
@@ -201,13 +214,14 @@ def question_4(data: StudyData) -> str:
     hard = ", ".join(f"`{v}`" for v in r.hard_cells) or "none"
     verdicts = "; ".join(f"{g}: **{v}**" for g, v in r.q4_verdicts.items())
     n = len(r.difficulty)
+    n_seeds = len({d.seed for d in r.difficulty})
     return "\n\n".join(
         [
             Q4,
             "**Difficulty, defined before the analysis.** A run that reached the target accuracy ranks by the epochs "
             "it took; one that did not ranks above all of those, by its final training loss; a diverged run above "
-            f"every other (earlier divergence harder). A cell is hard when >= {R.HARD_SEEDS} of its seeds miss the "
-            f"target, spike or diverge. Hard cells in this study: {hard}.",
+            f"every other (earlier divergence harder). A cell is hard when >= {r.rules.hard_seeds} of its seeds miss "
+            f"the target, spike or diverge. Hard cells in this study: {hard}." + few_seeds(r.rules.hard_seeds, n_seeds),
             "**Early signals**, each measured after epoch 1 (from the epoch-1 weights, saved as `epoch1.pt`), "
             f"against difficulty over all {n} runs: Kendall's tau over the cell means with a permutation p (the runs "
             "of one cell are a cluster), Holm over the signals; the tau over runs with a CI from resampling whole "

@@ -1,23 +1,23 @@
 """Questions 1 and 4, from the training-regime arm: does SGD's noise scale set the sharpness and the gap, and do
 observations after epoch 1 signal how hard a run will be to train?
 
-Everything here is fixed before the data are seen (the rules are constants of this module, printed by the
-report):
+Everything here is fixed before the data are seen (the rules are params.yaml's ``claim_rules.regimes``, stored in
+study.json and printed by the report):
 
 - A regime cell is a variant with ``train`` overrides; its *default* is the factorial variant with the same
   network, its *noise scale* (lr / batch) relative to the default's, its *batch ratio* batch / default batch.
 - Q1 claims (one Holm family, paired by training seed: cells of one family share each seed's initial weights
   and probe directions):
-  - at the default batch, the noise-1/4 cell against the noise-4 cell: sharper (larger log lambda_max, log
+  - at the default batch, the noise_low cell against the noise_high cell: sharper (larger log lambda_max, log
     trace and log relative flatness, smaller sigma*) and a larger gap (Keskar et al. 2017; Jastrzebski et al.
     2018);
-  - at equal noise scale, the larger batch changes neither the gap (margin +-GAP_MARGIN) nor lambda_max (log
-    ratio within +-log(1 + LAMBDA_MARGIN)): a two-one-sided test (TOST) of equivalence.
+  - at equal noise scale, the larger batch changes neither the gap (margin +-gap_margin) nor lambda_max (log
+    ratio within +-log(1 + lambda_margin)): a two-one-sided test (TOST) of equivalence.
 - Q1 ranking: within one architecture, Kendall's tau of each sharpness measure with the gap over cell means
   (the runs of one cell are a cluster), exact permutation p, Holm over the measures and architectures.
 - Q4 difficulty of a run: epochs to the target accuracy when reached; otherwise above every run that reached
-  it, ordered by the final training loss; a diverged run above all of those. A cell is *hard* when at least 2
-  of its seeds miss the target, spike (SPIKE_FACTOR) or diverge.
+  it, ordered by the final training loss; a diverged run above all of those. A cell is *hard* when at least
+  hard_seeds of its seeds miss the target, spike (``spiked``) or diverge.
 - Q4 signals, each after epoch 1: Kendall's tau with difficulty over cell means (permutation p, Holm over the
   signals) and over runs (whole-cell bootstrap CI); the final-weight measures beside them for comparison.
 """
@@ -44,15 +44,10 @@ from landscape.report.stats import (
     t_quantile,
     t_test_p,
 )
-from landscape.study.params import Params
+from landscape.study.params import Params, RegimeRuleParams
 from landscape.study.results import Censored, RunResults, run_measures, stability_ratio
 
-NOISE_LOW, NOISE_HIGH = 0.25, 4.0  # the Q1 noise contrast at the default batch: 1/4 against 4x the default's lr/batch
-GAP_MARGIN = 0.005  # equivalence margin of the gap (a fraction: +-0.5 pp)
-LAMBDA_MARGIN = 0.2  # equivalence margin of lambda_max: +-20 %, as a log ratio within +-log(1.2)
-SPIKE_FACTOR = 3.0  # a batch loss above this many times the previous epoch's running mean loss is a spike
-FIRST_EPOCH_SPIKE = 2 * math.log(10)  # in epoch 1: a batch loss above twice a uniform guess's loss (ln 10)
-HARD_SEEDS = 2  # a cell is hard when at least this many seeds miss the target, spike or diverge
+UNIFORM_LOSS = math.log(10)  # the cross-entropy of a uniform guess over Fashion-MNIST's 10 classes
 
 LOG_LAMBDA, LOG_TRACE, LOG_FLATNESS = "log_lambda_max", "log_trace", "log_flatness"
 DIFFICULTY = "difficulty"
@@ -175,7 +170,11 @@ def tost_interval(interval: Interval) -> tuple[float, float]:
 
 
 def q1_claims(
-    cells: Mapping[str, RegimeCell], values: Mapping[tuple[str, int], dict[str, float]], seeds: Sequence[int], star: str
+    cells: Mapping[str, RegimeCell],
+    values: Mapping[tuple[str, int], dict[str, float]],
+    seeds: Sequence[int],
+    star: str,
+    rules: RegimeRuleParams,
 ) -> list[Claim]:
     """The Q1 family: per architecture, the noise contrast on five measures and the batch-size equivalence on
     two. A claim whose cells are not in the study, or whose runs lack a value, has no test (p nan)."""
@@ -183,7 +182,7 @@ def q1_claims(
     for family in sorted({c.family for c in cells.values()}):
         mine = [c for c in cells.values() if c.family == family]
         at_default_batch = {round(c.noise_scale, 6): c.variant for c in mine if c.batch_ratio == 1}
-        low, high = at_default_batch.get(NOISE_LOW, ""), at_default_batch.get(NOISE_HIGH, "")
+        low, high = at_default_batch.get(rules.noise_low, ""), at_default_batch.get(rules.noise_high, "")
         same_noise = [c for c in mine if c.batch_ratio > 1 and math.isclose(c.noise_scale, 1.0)]
         for measure, what, sign in (
             (LOG_LAMBDA, "larger lambda_max (log)", 1),
@@ -193,19 +192,20 @@ def q1_claims(
             (M.GAP, "a larger gap", 1),
         ):
             key = f"{family}_low_noise_{measure if measure != star else 'sigma_star'}"
-            text = f"{family}: noise scale 1/4 against 4 (batch as default): {what}"
+            text = f"{family}: noise scale {rules.noise_low:g} against {rules.noise_high:g} (batch as default): {what}"
             specs.append(Q1Spec(key, text, high, low, measure, f"low - high {'>' if sign > 0 else '<'} 0", sign))
+        gap_m, lam_m = rules.gap_margin, rules.lambda_margin
         for c in same_noise[:1]:
             same = f"{family}: batch x{c.batch_ratio:g} at the same noise scale leaves"
             specs.append(
-                Q1Spec(f"{family}_batch_gap_equal", f"{same} the gap unchanged (within +-{100 * GAP_MARGIN:g} pp)",
-                       c.default, c.variant, M.GAP, f"|large - default| < {GAP_MARGIN:g} (TOST)", margin=GAP_MARGIN)
+                Q1Spec(f"{family}_batch_gap_equal", f"{same} the gap unchanged (within +-{100 * gap_m:g} pp)",
+                       c.default, c.variant, M.GAP, f"|large - default| < {gap_m:g} (TOST)", margin=gap_m)
             )  # fmt: skip
             specs.append(
                 Q1Spec(f"{family}_batch_lambda_equal",
-                       f"{same} lambda_max unchanged (within +-{100 * LAMBDA_MARGIN:g} %)", c.default, c.variant,
-                       LOG_LAMBDA, f"|log large - log default| < log {1 + LAMBDA_MARGIN:g} (TOST)",
-                       margin=math.log(1 + LAMBDA_MARGIN))
+                       f"{same} lambda_max unchanged (within +-{100 * lam_m:g} %)", c.default, c.variant,
+                       LOG_LAMBDA, f"|log large - log default| < log {1 + lam_m:g} (TOST)",
+                       margin=math.log(1 + lam_m))
             )  # fmt: skip
     estimates, p_in, p_out = {}, {}, {}
     for q in specs:
@@ -280,20 +280,24 @@ def sharpness_ranking(
     return _adjust(found)
 
 
-def spiked(history_rows: Sequence[Mapping[str, float]]) -> bool:
-    """A batch loss above FIRST_EPOCH_SPIKE in epoch 1, or above SPIKE_FACTOR x the previous epoch's running mean
-    training loss in a later epoch."""
+def spiked(history_rows: Sequence[Mapping[str, float]], rules: RegimeRuleParams) -> bool:
+    """A batch loss above first_epoch_spike x a uniform guess's loss in epoch 1, or above spike_factor x the previous
+    epoch's running mean training loss in a later epoch."""
     previous = None
     for row in history_rows:
-        if previous is None and row["batch_loss_max"] > FIRST_EPOCH_SPIKE:
+        if previous is None and row["batch_loss_max"] > rules.first_epoch_spike * UNIFORM_LOSS:
             return True
-        if previous is not None and row["batch_loss_max"] > SPIKE_FACTOR * previous:
+        if previous is not None and row["batch_loss_max"] > rules.spike_factor * previous:
             return True
         previous = row["train_loss_running"]
     return False
 
 
-def difficulties(runs: Mapping[tuple[str, int], RunResults], histories: Mapping[tuple[str, int], list[dict]]):
+def difficulties(
+    runs: Mapping[tuple[str, int], RunResults],
+    histories: Mapping[tuple[str, int], list[dict]],
+    rules: RegimeRuleParams,
+):
     """Each run's difficulty (see the module docstring); the score orders them: epochs to target when reached,
     else 1000 + the final training loss, a diverged run 10^6 - its epoch of divergence."""
     out = []
@@ -304,15 +308,16 @@ def difficulties(runs: Mapping[tuple[str, int], RunResults], histories: Mapping[
         loss = math.nan if div else t.train.loss
         score = t.epochs_to_target.value if reached else (1e6 - div if div else 1000 + loss)
         out.append(RunDifficulty(v, s, reached, t.epochs_to_target.value, loss, div,
-                                 bool(div) or spiked(histories[(v, s)]), score))  # fmt: skip
+                                 bool(div) or spiked(histories[(v, s)], rules), score))  # fmt: skip
     return out
 
 
-def hard_cells(found: Sequence[RunDifficulty]) -> list[str]:
+def hard_cells(found: Sequence[RunDifficulty], hard_seeds: int) -> list[str]:
+    """The cells with at least ``hard_seeds`` runs that missed the target, spiked or diverged."""
     bad: dict[str, int] = {}
     for d in found:
         bad[d.variant] = bad.get(d.variant, 0) + (not d.reached or d.spiked or d.diverged_epoch > 0)
-    return [v for v, n in bad.items() if n >= HARD_SEEDS]
+    return [v for v, n in bad.items() if n >= hard_seeds]
 
 
 def early_values(run: RunResults) -> dict[str, float]:
@@ -386,18 +391,20 @@ def regime_summary(
     values = {k: regime_measures(m, star) for k, m in finals.items()}
     nan_row = dict.fromkeys((LOG_LAMBDA, LOG_TRACE, LOG_FLATNESS, star, M.GAP), math.nan)
     padded = {k: values.get(k, nan_row) for k in runs}
-    found = difficulties(runs, histories)
+    rules = params.claim_rules.regimes
+    found = difficulties(runs, histories, rules)
     early, final, verdicts = signal_ranking(runs, finals, found)
     now, base = stability(runs)
     return RegimeSummary(
         cells=cells,
-        claims=q1_claims(cells, padded, seeds, star),
+        claims=q1_claims(cells, padded, seeds, star, rules),
         sharpness_tau=sharpness_ranking(cells, values, star),
         early_tau=early,
         final_tau=final,
         q4_verdicts=verdicts,
         difficulty=found,
-        hard_cells=hard_cells(found),
+        hard_cells=hard_cells(found, rules.hard_seeds),
         stability=now,
         stability_base=base,
+        rules=rules,
     )

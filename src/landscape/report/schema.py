@@ -18,6 +18,7 @@ from pathlib import Path
 
 from landscape.errors import StudyError
 from landscape.report.stats import Interval
+from landscape.study.params import RegimeRuleParams
 from landscape.study.runs_io import read_json
 from landscape.study.serialize import from_json
 from landscape.study.stage import METRICS_DIR
@@ -132,6 +133,7 @@ class RegimeSummary:
     hard_cells: list[str]
     stability: dict[str, float]  # variant -> largest lambda_max x lr_t / (2 (1 + momentum)) over its runs and epochs
     stability_base: dict[str, float]  # the same with the run's base lr in place of the scheduled lr_t
+    rules: RegimeRuleParams  # params.yaml's claim_rules.regimes, as the analysis used them
 
 
 @dataclass(frozen=True)

@@ -276,12 +276,29 @@ class CurvatureParams:
 
 
 @dataclass(frozen=True)
+class RegimeRuleParams:
+    """The rules of questions 1 and 4 (the training-regime arm), fixed before any regime result is seen."""
+
+    noise_low: float = checked(**POSITIVE)  # Q1's noise contrast at the default batch: the cell at this x the
+    noise_high: float = checked(**POSITIVE)  # default's lr/batch against the cell at this x
+    gap_margin: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))  # TOST margin of the gap (fraction)
+    lambda_margin: float = checked(**POSITIVE)  # TOST margin of lambda_max: log ratio within +-log(1 + this)
+    spike_factor: float = checked(**rule("a number > 1", lambda v: v > 1))  # later epochs: a batch loss above this x
+    # the previous epoch's running mean training loss is a spike
+    first_epoch_spike: float = checked(**rule("a number > 1", lambda v: v > 1))  # epoch 1: above this x a uniform
+    # guess's loss (ln 10)
+    hard_seeds: int = checked(**POSITIVE)  # a cell is hard when at least this many seeds miss the target, spike or
+    # diverge
+
+
+@dataclass(frozen=True)
 class ClaimRuleParams:
-    """The rules that turn two of the reference's claims into tests; only the aggregate stage reads them."""
+    """The rules that turn the reference's claims into tests; only the aggregate stage reads them."""
 
     reference: str  # the variant (Model A) whose mean noise drop over seeds fixes "moderate" noise
     moderate_drop: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))  # fraction: 0.01 = 1 pp
     early_epochs: int = checked(**rule("an integer >= 2", lambda v: v >= 2))  # "trains faster": loss area 1..this
+    regimes: RegimeRuleParams  # questions 1 and 4
 
 
 @dataclass(frozen=True)
@@ -443,6 +460,13 @@ def _consistency(p: Params) -> None:
         raise StudyError(
             f"params.yaml: 'claim_rules.reference' = '{reference}' is no variant.{hint} "
             f"Variants in params.yaml: {', '.join(p.variants)}."
+        )
+    r = p.claim_rules.regimes
+    if r.noise_low >= r.noise_high:
+        raise StudyError(
+            f"params.yaml: 'claim_rules.regimes.noise_low' = {r.noise_low:g} must be below "
+            f"'claim_rules.regimes.noise_high' = {r.noise_high:g}: question 1 contrasts the low-noise cell with the "
+            "high-noise one."
         )
     if p.claim_rules.early_epochs > p.train.epochs:
         raise StudyError(

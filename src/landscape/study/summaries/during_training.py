@@ -97,8 +97,9 @@ SHARPNESS_COLUMNS = ["epoch", "lambda_max", "lr", "threshold", "ratio"]
 def sharpness_rows(points: list[SharpnessPoint], cfg: TrainParams) -> list[dict]:
     """One row per recorded epoch: lambda_max, the lr then, the stability threshold 2 (1 + beta) / lr at the
     run's base lr, and lambda_max over that threshold at the current lr (``stability_ratio``)."""
+    threshold = stability_threshold(cfg.lr, cfg.momentum)
     return [
-        {"epoch": q.epoch, "lambda_max": q.lambda_max, "lr": q.lr, "threshold": stability_threshold(cfg.lr, cfg.momentum),
+        {"epoch": q.epoch, "lambda_max": q.lambda_max, "lr": q.lr, "threshold": threshold,
          "ratio": stability_ratio(q.lambda_max, q.lr, cfg.momentum)}
         for q in points
     ]  # fmt: skip
