@@ -53,8 +53,9 @@ repro: setup
 	dvc repro
 
 # Several machines (README "Several machines"): one clone per machine or job, one DVC remote for all.
-#   make shard SEED=1 [VARIANT=cnn]   the per-run stages <stage>@<variant>-<seed> of that share (and what they
-#                                     need), then their outputs and run-cache entries to the remote
+#   make shard SEED=1 [VARIANT=cnn]   the per-run stages <stage>@<variant>-<seed> of that share (in the
+#                                     pipeline/<kind>/dvc.yaml files) and what they need, then their outputs
+#                                     and run-cache entries to the remote
 #   make collect                      every stage the shards ran is restored from the run-cache; aggregate and
 #                                     plots run here
 # A SEED or VARIANT that names no stage is refused: `dvc repro --glob` with no match would run the whole study.
@@ -62,11 +63,12 @@ repro: setup
 SEED := *
 VARIANT := *
 SHARD := *@$(VARIANT)-$(SEED)
+KINDS := train robustness slice path curvature
 .PHONY: shard collect
 shard: setup
-	@dvc stage list --name-only | { while read -r s; do case "$$s" in $(SHARD)) exit 0;; esac; done; exit 1; } \
-	  || { echo "make shard: no stage of dvc.yaml matches '$(SHARD)' (see study: in params.yaml)" >&2; exit 1; }
-	dvc repro --pull --glob '$(SHARD)'
+	@dvc stage list --all --name-only | { while read -r s; do case "$$s" in *:$(SHARD)) exit 0;; esac; done; exit 1; } \
+	  || { echo "make shard: no stage of the study matches '$(SHARD)' (see study: in params.yaml)" >&2; exit 1; }
+	dvc repro --pull --glob $(foreach k,$(KINDS),'pipeline/$(k)/dvc.yaml:$(SHARD)')
 	dvc push --run-cache
 
 collect: setup

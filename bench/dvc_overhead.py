@@ -1,15 +1,16 @@
 """DVC's own cost per stage: the dvc.lock update that `dvc repro` runs after every stage it runs or restores.
 
-    python bench/dvc_overhead.py                  # the committed dvc.lock, best of 3 updates per lock
+    python bench/dvc_overhead.py                  # the committed locks, best of 3 updates per lock
     python bench/dvc_overhead.py --lock PATH --repeats 1
 
 After each stage, DVC rewrites the whole dvc.lock of that stage's dvc.yaml (``Lockfile.dump_stages``: a ruamel
 round-trip load and dump, ``dvc.utils.serialize.modify_yaml``), so the update costs time in proportion to the
-lock's size, once per stage: in all, quadratic in the size of the study. This times that same call on the
-whole lock, and on the part of it that each stage kind (train, robustness, slice, path, curvature, the rest)
-would own if the pipeline had one dvc.yaml per kind, and prints the lock I/O of one full run both ways (each
-stage's update times the number of stages that update it). It changes no file of the repository: it times
-copies in a temporary directory.
+lock's size, once per stage: in all, quadratic in the size of the study. This times that same call on one lock
+holding every stage (the layout with a single dvc.yaml), and on the part that each stage kind (train,
+robustness, slice, path, curvature, the rest) owns with one dvc.yaml per kind (``pipeline/<kind>/``), and prints
+the lock I/O of one full run both ways (each stage's update times the number of stages that update it). By
+default it reads every stage of dvc.lock and pipeline/*/dvc.lock. It changes no file of the repository: it
+times copies in a temporary directory.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def measure(lock: dict, repeats: int, workdir: Path) -> list[tuple[str, int, int
     for name, entry in lock["stages"].items():
         parts[kind(name)][name] = entry
     rows = []
-    for label, stages in [("whole dvc.lock", lock["stages"]), *sorted(parts.items())]:
+    for label, stages in [("one lock for all", lock["stages"]), *sorted(parts.items())]:
         path = workdir / f"{label.replace(' ', '_')}.lock"
         with path.open("w") as f:
             yaml.dump({"schema": lock.get("schema", "2.0"), "stages": stages}, f, Dumper=yaml.CSafeDumper,
@@ -75,7 +76,7 @@ def report(rows: list[tuple[str, int, int, float]]) -> str:
     whole = rows[0][1] * rows[0][3]
     split = sum(n * s for _, n, _, s in rows[1:])
     lines.append(
-        f"\nLock I/O of a full run: {whole / 60:.1f} min with one dvc.lock, {split / 60:.1f} min with one per "
+        f"\nLock I/O of a full run: {whole / 60:.1f} min with one lock for all, {split / 60:.1f} min with one per "
         f"stage kind ({whole / split:.1f}x less)."
         if split
         else ""
@@ -85,18 +86,21 @@ def report(rows: list[tuple[str, int, int, float]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lock", type=Path, default=REPO / "dvc.lock")
+    parser.add_argument("--lock", type=Path, action="append", help="a dvc.lock (repeatable; default: all of them)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    if not args.lock.is_file():
-        sys.exit(f"error: {args.lock} does not exist; give --lock PATH or run dvc repro first.")
     if args.repeats < 1:
         sys.exit(f"error: --repeats must be >= 1, got {args.repeats}.")
-    lock = yaml.load(args.lock.read_text(), Loader=yaml.CSafeLoader)
-    if not isinstance(lock, dict) or not isinstance(lock.get("stages"), dict):
-        sys.exit(f"error: {args.lock} has no 'stages' mapping; is it a dvc.lock?")
+    stages: dict = {}
+    for path in args.lock or [REPO / "dvc.lock", *sorted(REPO.glob("pipeline/*/dvc.lock"))]:
+        if not path.is_file():
+            sys.exit(f"error: {path} does not exist; give --lock PATH or run dvc repro first.")
+        lock = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
+        if not isinstance(lock, dict) or not isinstance(lock.get("stages"), dict):
+            sys.exit(f"error: {path} has no 'stages' mapping; is it a dvc.lock?")
+        stages.update(lock["stages"])
     with tempfile.TemporaryDirectory() as tmp:
-        print(report(measure(lock, args.repeats, Path(tmp))))
+        print(report(measure({"schema": "2.0", "stages": stages}, args.repeats, Path(tmp))))
 
 
 if __name__ == "__main__":

@@ -238,6 +238,7 @@ PROJECT_FILES = [
     "src",
     "stages",
     "dvc.yaml",
+    "pipeline",
     "params.yaml",
     ".dvcignore",
     ".dvc/.gitignore",
@@ -247,6 +248,18 @@ PROJECT_FILES = [
     ".gitignore",
     "pyproject.toml",
 ]
+
+
+def stages_ran(output: str) -> set[str]:
+    """The stages a `dvc repro` ran, from its lines ``Running stage 'pipeline/train/dvc.yaml:train_mlp@mlp-0':``,
+    named without the dvc.yaml path DVC puts before a per-kind file's stages (checked: a per-run stage lives in
+    pipeline/<kind>/dvc.yaml, download, aggregate and plots in the root dvc.yaml)."""
+    names = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+    for name in names:
+        group = name.split(":")[-1].split("@")[0]
+        kind = "train" if group.startswith("train_") else group
+        assert name.startswith(f"pipeline/{kind}/dvc.yaml:") == ("@" in name), name
+    return {name.split(":")[-1] for name in names}
 
 
 def tiny_project(root: Path, **changes: dict) -> Path:

@@ -136,9 +136,9 @@ def test_dvc_overhead_times_the_whole_lock_and_each_kinds_part(tmp_path: Path) -
     entry = {"cmd": "python x.py", "deps": [{"path": "a", "hash": "md5", "md5": "0" * 32, "size": 1}]}
     stages = {f"{k}@{v}-{s}": entry for k in ("train_mlp", "slice") for v in ("mlp", "mlp_bn") for s in (0, 1)}
     rows = module.measure({"schema": "2.0", "stages": {**stages, "aggregate": entry}}, 1, tmp_path)
-    assert [(label, n) for label, n, _, _ in rows] == [("whole dvc.lock", 9), ("other", 1), ("slice", 4),
+    assert [(label, n) for label, n, _, _ in rows] == [("one lock for all", 9), ("other", 1), ("slice", 4),
                                                         ("train", 4)]  # fmt: skip
     assert all(lines > 0 and seconds > 0 for _, _, lines, seconds in rows)
     text = module.report(rows)
     whole, split = 9 * rows[0][3], sum(n * s for _, n, _, s in rows[1:])
-    assert f"{whole / 60:.1f} min with one dvc.lock, {split / 60:.1f} min with one per stage kind" in text
+    assert f"{whole / 60:.1f} min with one lock for all, {split / 60:.1f} min with one per stage kind" in text

@@ -113,7 +113,8 @@ def test_probe_refuses_a_checkpoint_trained_with_another_config(workspace: Path)
     assert stage(workspace, "train.py", "mlp", "0").returncode == 0
     update_params(workspace / "params.yaml", {"mlp": {"hidden": [24, 16]}})
     result = stage(workspace, "slice.py", "mlp", "0")
-    assert_clean_error(result, "models/mlp/0/model.pt", "[32, 16]", "[24, 16]", "dvc repro train_mlp")
+    fix = "dvc repro pipeline/train/dvc.yaml:train_mlp"
+    assert_clean_error(result, "models/mlp/0/model.pt", "[32, 16]", "[24, 16]", fix)
     assert not (workspace / "metrics/runs/mlp/0/slice.json").exists()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DVC, TINY_PARAMS, run_command, tiny_project, update_params
+from conftest import DVC, TINY_PARAMS, run_command, stages_ran, tiny_project, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +55,8 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def repro(repo: Path) -> set[str]:
-    """`dvc repro`; the names of the stages it ran, from lines like: Running stage 'train_mlp@mlp-0':"""
-    out = run([*DVC, "repro"], repo).stdout
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+    """`dvc repro`; the names of the stages it ran (``conftest.stages_ran``)."""
+    return stages_ran(run([*DVC, "repro"], repo).stdout)
 
 
 def commit(repo: Path, message: str) -> None:

@@ -23,9 +23,9 @@ import yaml
 from conftest import DVC, REPO, run_command
 
 sys.path.insert(0, str(REPO / "tools"))
-from stage_deps import stage_scripts  # noqa: E402
+from stage_deps import stage_bodies, stage_scripts  # noqa: E402
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = stage_bodies()  # dvc.yaml's and pipeline/<kind>/dvc.yaml's
 SCRIPT = "stages/which.py"
 PRINTS_ITS_PKG = """\
 import json, sys
@@ -39,7 +39,7 @@ Path(sys.argv[1]).write_text(json.dumps({"mark": pkg.MARK, "file": pkg.__file__}
 
 def cmd_prefix() -> str:
     """What the real dvc.yaml's cmds put before their script (e.g. ``PYTHONPATH=src python ``); the same for all."""
-    scripts = stage_scripts(REPO / "dvc.yaml")
+    scripts = stage_scripts()
     prefixes = {STAGES[name]["cmd"].split(script)[0] for name, script in scripts.items()}
     assert len(prefixes) == 1, f"the stages of dvc.yaml start their scripts differently: {prefixes}"
     return prefixes.pop()

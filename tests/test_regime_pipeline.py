@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DVC, run_command, tiny_project, update_params
+from conftest import DVC, run_command, stages_ran, tiny_project, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,7 @@ PROBES = ("robustness", "slice", "path", "curvature")
 
 
 def repro(repo: Path) -> set[str]:
-    out = run_command([*DVC, "repro"], repo, src=repo / "src").stdout
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+    return stages_ran(run_command([*DVC, "repro"], repo, src=repo / "src").stdout)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def make(repo: Path, target: str, check: bool = True, **variables: object):
 @dataclass
 class Study:
     root: Path
-    stages: set[str]  # every stage name of the tiny dvc.yaml
+    stages: set[str]  # every stage of the tiny study, as DVC names it (pipeline/<kind>/dvc.yaml:<name>@<v>-<s>)
     shards: list[Repro]  # what `make shard` did in clone shard<i> with the variables SHARDS[i]
     collected: Repro  # what `make collect` did in the collecting clone
     single: Repro  # what `dvc repro aggregate` did afterwards in clone shard0: the rest of the study, run there
@@ -80,7 +80,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     shards = [Repro.of(make(root / f"shard{i}", "shard", **variables).stdout) for i, variables in enumerate(SHARDS)]
     collected = Repro.of(make(root / "collector", "collect").stdout)
     single = Repro.of(run([*DVC, "repro", "aggregate"], root / "shard0").stdout)
-    stages = set(run([*DVC, "stage", "list", "--name-only"], origin).stdout.split())
+    stages = set(run([*DVC, "stage", "list", "--all", "--name-only"], origin).stdout.split())  # every dvc.yaml
     return Study(root, stages, shards, collected, single)
 
 
@@ -126,5 +126,5 @@ def test_a_shard_that_names_no_stage_is_refused(study: Study) -> None:
     """A glob that matches no stage makes `dvc repro --glob` run the whole pipeline; make shard stops first."""
     result = make(study.clone("collector"), "shard", check=False, SEED=7)
     assert result.returncode != 0
-    assert "no stage of dvc.yaml matches '*@*-7'" in result.stderr
+    assert "no stage of the study matches '*@*-7'" in result.stderr
     assert "Running stage" not in result.stdout

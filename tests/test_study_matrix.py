@@ -1,6 +1,6 @@
-"""The study matrix end to end without running it: dvc.yaml's matrix stages against params.yaml and the
-library's file layout (``stage.RunPaths``), what each stage's params make rerun, the torch-free stage plumbing,
-and the fixed probe subsets."""
+"""The study matrix end to end without running it: the matrix stages of pipeline/<kind>/dvc.yaml against
+params.yaml and the library's file layout (``stage.RunPaths``), what each stage's params make rerun, the torch-free
+stage plumbing, and the fixed probe subsets."""
 
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ from landscape.study.params import Samples, load_params
 from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
 
 PARAMS = load_params(REPO / "params.yaml")
-DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
-STAGES = DVC_YAML["stages"]
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())  # the root file: download, aggregate, plots, metrics
+KIND_FILES = {
+    kind: REPO / "pipeline" / kind / "dvc.yaml" for kind in ("train", "robustness", "slice", "path", "curvature")
+}
+STAGES = {name: body for path in [REPO / "dvc.yaml", *KIND_FILES.values()]
+          for name, body in yaml.safe_load(path.read_text())["stages"].items()}  # fmt: skip
 PER_RUN = ("train_mlp", "train_cnn", "robustness", "slice", "path", "curvature")
 PROBES = ("robustness", "slice", "path", "curvature")
 
@@ -34,7 +38,7 @@ def load_tool():
     return module
 
 
-EXPANDED = dict(load_tool().expanded_stages(REPO / "dvc.yaml"))
+EXPANDED = {name.split(":")[-1]: body for name, body in load_tool().expanded_stages(REPO / "dvc.yaml")}  # bare names
 
 
 def paths(entries: list) -> set[str]:
@@ -55,6 +59,19 @@ def test_matrix_groups_expand_over_the_study_section():
         assert STAGES[probe]["matrix"] == {"variant": "${study.variants}", "seed": "${study.seeds}"}, probe
     for name in ("download", "aggregate", "plots"):
         assert "matrix" not in STAGES[name] and "foreach" not in STAGES[name]
+
+
+def test_each_per_run_stage_kind_has_its_own_dvc_yaml_run_from_the_root():
+    """One dvc.yaml (so one dvc.lock) per per-run stage kind keeps DVC's lock update after each stage small
+    (bench/README.md); each of its stages runs in the repository root and reads params.yaml for its matrix."""
+    for kind, path in KIND_FILES.items():
+        spec = yaml.safe_load(path.read_text())
+        assert spec["vars"] == ["../../params.yaml"], kind
+        for name, body in spec["stages"].items():
+            assert body["wdir"] == "../..", name
+            assert name.startswith(kind) and "matrix" in body, name
+    assert set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]) == {"download", "aggregate", "plots"}
+    assert sorted(p.parent.name for p in REPO.glob("pipeline/*/dvc.yaml")) == sorted(KIND_FILES)
 
 
 def test_every_variant_and_seed_gets_training_and_every_probe():

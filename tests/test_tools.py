@@ -33,9 +33,11 @@ def out_paths(body: dict) -> list[str]:
 
 
 def test_stage_commands_expand_the_matrix_over_variants_and_seeds() -> None:
-    commands = dict(TOOL.stage_commands(REPO / "dvc.yaml"))
-    names = list(commands)
+    full = dict(TOOL.stage_commands(REPO / "dvc.yaml"))
+    names = list(full)
     assert names[0] == "download" and names[-1] == "plots"
+    assert "pipeline/slice/dvc.yaml:slice@mlp-0" in full  # a per-kind file's stage, named as DVC names it
+    commands = {name.split(":")[-1]: cmd for name, cmd in full.items()}
     study = PARAMS["study"]
     for seed in study["seeds"]:
         for variant in study["train_mlp"]:
@@ -108,11 +110,14 @@ def test_foreach_and_params_references_expand_too(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stage_names_are_the_ones_dvc_gives(tmp_path: Path) -> None:
-    """DVC's own expansion of the real dvc.yaml and params.yaml names exactly the stages the tool runs."""
+    """DVC's own expansion of the real dvc.yaml files and params.yaml names exactly the stages the tool runs."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(REPO / name, tmp_path / name)
+    for path in REPO.glob("pipeline/*/dvc.yaml"):
+        (tmp_path / path.relative_to(REPO)).parent.mkdir(parents=True)
+        shutil.copy2(path, tmp_path / path.relative_to(REPO))
     run_command([*DVC, "init", "--no-scm", "-q"], tmp_path)
-    listed = run_command([*DVC, "stage", "list", "--name-only"], tmp_path).stdout.split()
+    listed = run_command([*DVC, "stage", "list", "--all", "--name-only"], tmp_path).stdout.split()
     assert sorted(listed) == sorted(name for name, _ in TOOL.stage_commands(REPO / "dvc.yaml"))
 
 

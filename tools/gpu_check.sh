@@ -8,8 +8,9 @@
 #    instead, with the benchmark's --tiny sizes unless BENCH_ARGS says otherwise);
 # 2. sets the device key of params.yaml (runtime.device, or train.device in params without a runtime section)
 #    to cuda, restored when the script ends;
-# 3. runs every stage of dvc.yaml (download skipped when data/raw is there), one process per stage as dvc repro
-#    would, timed per stage: process wall, the stage's own work (timings/), start-up (tools/run_stages.py);
+# 3. runs every stage of dvc.yaml and pipeline/*/dvc.yaml (download skipped when data/raw is there), one process
+#    per stage as dvc repro would, timed per stage: process wall, the stage's own work (timings/), start-up
+#    (tools/run_stages.py);
 # 4. runs the benchmark bench/bench.py with what is left of the budget;
 # 5. leaves in OUT: env.txt, pipeline-times.txt, results-<device>.md, study.tgz (what this run wrote to metrics/,
 #    plots/study/, plots/figures/, report.md, timings/, and the params.yaml it ran with), log.txt (everything).

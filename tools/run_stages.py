@@ -5,7 +5,9 @@
 
 Expands ``matrix`` and ``foreach`` stages the way DVC does (``name@<v1>-<v2>`` for a matrix,
 ``name@<item>`` for foreach; ``${item...}`` and ``${<params key>}`` substituted from the item and
-params.yaml) and runs them in file order, which dvc.yaml keeps topological. A cmd's leading ``NAME=value``
+params.yaml), over dvc.yaml and the per-kind ``pipeline/<kind>/dvc.yaml`` files (their stages named as DVC names
+them, ``pipeline/slice/dvc.yaml:slice@cnn-0``), and runs each after the stages whose outputs it reads, in file
+order otherwise. A cmd's leading ``NAME=value``
 words set variables for it, as in the shell DVC runs it in (``PYTHONPATH=src python ...``), and ``python`` is
 this interpreter. ``set_device`` sets the device key of a params file (tools/gpu_check.sh uses it).
 
@@ -49,6 +51,7 @@ REFERENCE = re.compile(r"\$\{\s*([^}]+?)\s*\}")
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 TIMINGS = "timings/"
 TAIL_LINES = 40  # lines of a failed stage's output shown
+KIND_ORDER = {k: i for i, k in enumerate(("train", "robustness", "slice", "path", "curvature"))}  # pipeline/<kind>
 
 
 def lookup(key: str, context: dict[str, Any]) -> Any:
@@ -75,13 +78,67 @@ def substitute(value: Any, context: dict[str, Any]) -> Any:
     return REFERENCE.sub(lambda m: str(lookup(m.group(1), context)), value)
 
 
+def pipeline_files(dvc_yaml: Path) -> list[tuple[Path, str]]:
+    """(file, the prefix DVC puts before its stage names) for ``dvc_yaml`` and every ``pipeline/<kind>/dvc.yaml``
+    beside it: DVC addresses a stage of a dvc.yaml other than the root one as ``<its path>:<name>``."""
+    root = dvc_yaml.parent
+    files = sorted(root.glob("pipeline/*/dvc.yaml"), key=lambda f: (KIND_ORDER.get(f.parent.name, len(KIND_ORDER)), f))
+    return [(dvc_yaml, "")] + [(f, f"{f.relative_to(root).as_posix()}:") for f in files]
+
+
 def expanded_items(dvc_yaml: Path, params_file: Path | None = None) -> list[tuple[str, dict, Any]]:
-    """(name, stage body with every reference resolved, its matrix or foreach item or None) for every stage."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    """(name, stage body with every reference resolved, its matrix or foreach item or None) for every stage of
+    ``dvc_yaml`` and of the per-kind dvc.yaml files under ``pipeline/`` beside it, each after the stages whose
+    outputs it reads (``dependency_order``). References resolve from ``params_file`` (default: the params.yaml
+    beside ``dvc_yaml``), which the per-kind files read too (their ``vars``)."""
     params_file = params_file or dvc_yaml.parent / "params.yaml"
     params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
+    items = [item for path, prefix in pipeline_files(dvc_yaml) for item in _file_items(path, prefix, params)]
+    return dependency_order(items)
+
+
+def _outputs(body: dict) -> list[str]:
+    return [(next(iter(o)) if isinstance(o, dict) else o).rstrip("/") for key in ("outs", "metrics", "plots")
+            for o in body.get(key, []) or []]  # fmt: skip
+
+
+def dependency_order(items: list[tuple[str, dict, Any]]) -> list[tuple[str, dict, Any]]:
+    """The stages in an order where each comes after every stage whose outputs it reads (a dep equal to an output,
+    inside an output directory, or a directory holding outputs), otherwise in the order given."""
+    producers: dict[str, set[int]] = {}  # an output path, and each folder above it -> the stages writing there
+    exact: dict[str, set[int]] = {}
+    for i, (_, body, _) in enumerate(items):
+        for path in _outputs(body):
+            exact.setdefault(path, set()).add(i)
+            parts = path.split("/")
+            for n in range(1, len(parts) + 1):
+                producers.setdefault("/".join(parts[:n]), set()).add(i)
+    before: list[set[int]] = []
+    for j, (_, body, _) in enumerate(items):
+        needed: set[int] = set()
+        for dep in body.get("deps", []) or []:
+            parts = dep.rstrip("/").split("/")
+            needed |= producers.get("/".join(parts), set())  # the output itself, or outputs inside the dep
+            for n in range(1, len(parts)):
+                needed |= exact.get("/".join(parts[:n]), set())  # the dep inside an output directory
+        before.append(needed - {j})
+    order: list[int] = []
+    done: set[int] = set()
+    while len(order) < len(items):
+        ready = next((k for k in range(len(items)) if k not in done and before[k] <= done), None)
+        if ready is None:
+            raise SystemExit("error: the stages' deps and outs form a cycle; dvc.yaml cannot be run in order")
+        order.append(ready)
+        done.add(ready)
+    return [items[k] for k in order]
+
+
+def _file_items(dvc_yaml: Path, prefix: str, params: dict) -> list[tuple[str, dict, Any]]:
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = []
     for name, stage in stages.items():
+        name = prefix + name
+        stage = {k: v for k, v in stage.items() if k != "wdir"}  # every stage runs in the repository root
         if "matrix" in stage:
             axes = {k: substitute(v, params) for k, v in stage["matrix"].items()}
             body = {k: v for k, v in stage.items() if k != "matrix"}
@@ -176,7 +233,8 @@ class Stage(NamedTuple):
 
     @property
     def kind(self) -> str:
-        return self.name.split("@")[0]
+        """The stage name before ``@``, without the dvc.yaml path DVC puts before a per-kind file's stages."""
+        return self.name.split(":")[-1].split("@")[0]
 
 
 class Result(NamedTuple):

@@ -1,7 +1,7 @@
 """The project modules a stage script reaches through imports, and dvc.yaml deps rewritten to them.
 
     python tools/stage_deps.py          # print each stage's src/ closure
-    python tools/stage_deps.py --write  # rewrite the src/landscape lines of every stage's deps in dvc.yaml
+    python tools/stage_deps.py --write  # rewrite the src/landscape lines of every stage's deps in the dvc.yaml files
 
 A module counts with its packages' ``__init__.py`` files, which Python runs on import. The test
 tests/test_dvc_deps.py uses the same closure, so deps can neither miss a module nor list a stale one.
@@ -66,19 +66,37 @@ def module_closure(script: Path) -> set[str]:
     return {str(module_file(n).relative_to(REPO)) for n in seen if module_file(n) is not None}
 
 
-def stage_scripts(dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, str]:
-    """Stage name -> the script its cmd runs (the first ``stages/*.py`` word)."""
+def dvc_files() -> list[Path]:
+    """The pipeline's dvc.yaml files: the root one and one per per-run stage kind (``pipeline/<kind>/dvc.yaml``)."""
+    return [REPO / "dvc.yaml", *sorted(REPO.glob("pipeline/*/dvc.yaml"))]
+
+
+def stage_bodies(dvc_yaml: Path | None = None) -> dict[str, dict]:
+    """Stage name (as written, unique over the files) -> its body (a foreach stage's ``do``), of ``dvc_yaml`` or,
+    by default, of every file of the pipeline."""
     import yaml
 
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = {}
-    for name, body in stages.items():
-        cmd = body.get("do", body)["cmd"]
-        out[name] = next(w for w in cmd.split() if w.startswith("stages/") and w.endswith(".py"))
+    for path in [dvc_yaml] if dvc_yaml else dvc_files():
+        for name, body in yaml.safe_load(path.read_text())["stages"].items():
+            out[name] = body.get("do", body)
     return out
 
 
-def rewrite(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
+def stage_scripts(dvc_yaml: Path | None = None) -> dict[str, str]:
+    """Stage name -> the script its cmd runs (the first ``stages/*.py`` word)."""
+    return {
+        name: next(w for w in body["cmd"].split() if w.startswith("stages/") and w.endswith(".py"))
+        for name, body in stage_bodies(dvc_yaml).items()
+    }
+
+
+def rewrite_all() -> None:
+    for path in dvc_files():
+        rewrite(path)
+
+
+def rewrite(dvc_yaml: Path) -> None:
     """Replace each stage's block of src/ deps lines by its closure (sorted), keeping everything else."""
     lines = dvc_yaml.read_text().splitlines(keepends=True)
     scripts = stage_scripts(dvc_yaml)
@@ -102,6 +120,6 @@ def rewrite(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
 
 if __name__ == "__main__":
     if "--write" in sys.argv[1:]:
-        rewrite()
+        rewrite_all()
     for stage, script in stage_scripts().items():
         print(stage, script, *sorted(module_closure(REPO / script)), sep="\n  ")

@@ -180,7 +180,8 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> tu
     if expected is not None and cfg != expected:
         raise StudyError(
             f"{path} was trained with {name} config {dataclasses.asdict(cfg)}, "
-            f"but params.yaml asks for {dataclasses.asdict(expected)}. Retrain it: dvc repro train_{cfg.family}"
+            f"but params.yaml asks for {dataclasses.asdict(expected)}. Retrain it: "
+            f"dvc repro pipeline/train/dvc.yaml:train_{cfg.family}"
         )
     try:
         model = build_model(cfg)
