@@ -21,12 +21,14 @@ from landscape.study.params import Samples, load_params
 from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
 
 PARAMS = load_params(REPO / "params.yaml")
+sys.path.insert(0, str(REPO / "tools"))
+from stage_deps import stage_bodies  # noqa: E402
+
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())  # the root file: download, aggregate, plots, metrics
 KIND_FILES = {
     kind: REPO / "pipeline" / kind / "dvc.yaml" for kind in ("train", "robustness", "slice", "path", "curvature")
 }
-STAGES = {name: body for path in [REPO / "dvc.yaml", *KIND_FILES.values()]
-          for name, body in yaml.safe_load(path.read_text())["stages"].items()}  # fmt: skip
+STAGES = stage_bodies()  # every dvc.yaml's stages (tools/stage_deps.py)
 PER_RUN = ("train_mlp", "train_cnn", "robustness", "slice", "path", "curvature")
 PROBES = ("robustness", "slice", "path", "curvature")
 

@@ -214,14 +214,14 @@ def question_4(data: StudyData) -> str:
     hard = ", ".join(f"`{v}`" for v in r.hard_cells) or "none"
     verdicts = "; ".join(f"{g}: **{v}**" for g, v in r.q4_verdicts.items())
     n = len(r.difficulty)
-    n_seeds = len({d.seed for d in r.difficulty})
     return "\n\n".join(
         [
             Q4,
             "**Difficulty, defined before the analysis.** A run that reached the target accuracy ranks by the epochs "
             "it took; one that did not ranks above all of those, by its final training loss; a diverged run above "
             f"every other (earlier divergence harder). A cell is hard when >= {r.rules.hard_seeds} of its seeds miss "
-            f"the target, spike or diverge. Hard cells in this study: {hard}." + few_seeds(r.rules.hard_seeds, n_seeds),
+            f"the target, spike or diverge. Hard cells in this study: {hard}."
+            + few_seeds(r.rules.hard_seeds, len(data.seeds)),
             "**Early signals**, each measured after epoch 1 (from the epoch-1 weights, saved as `epoch1.pt`), "
             f"against difficulty over all {n} runs: Kendall's tau over the cell means with a permutation p (the runs "
             "of one cell are a cluster), Holm over the signals; the tau over runs with a CI from resampling whole "
