@@ -12,12 +12,13 @@ MIRROR := /usr/share/datasets/fashion-mnist
 setup: $(VENV)/.installed dataset plots-template
 
 # The package with its `study` extra (the pipeline: dvc, pyyaml, pandas, matplotlib, tqdm) and its `dev` extra
-# (tests, lint, benchmark); a bare `pip install .` gives the probes only. The pinned requirements go first: they
-# bring the setuptools that builds the editable install without build isolation (a new venv's is too old).
-# pip, not uv/poetry: torch and torchvision come from the machine's local wheel store.
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# (tests, lint, benchmark, curvlinops); a bare `pip install .` gives the probes only. Every pin is in
+# pyproject.toml, the one source. Its [build-system] setuptools goes first: it builds the editable install
+# without build isolation (a new venv's is too old). pip, not uv/poetry: torch and torchvision come from the
+# machine's local wheel store.
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet $$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])')
 	$(PY) -m pip install --quiet --no-build-isolation -e '.[study,dev]'
 	touch $@
 
@@ -54,7 +55,8 @@ repro: setup
 
 # Several machines (README "Several machines"): one clone per machine or job, one DVC remote for all.
 #   make shard SEED=1 [VARIANT=cnn]   the per-run stages <stage>@<variant>-<seed> of that share (in the
-#                                     pipeline/<kind>/dvc.yaml files) and what they need, then their outputs
+#                                     pipeline/<kind>/dvc.yaml files: a --glob target per kind, from
+#                                     src/landscape/study/shape.py) and what they need, then their outputs
 #                                     and run-cache entries to the remote
 #   make collect                      every stage the shards ran is restored from the run-cache; aggregate and
 #                                     plots run here
@@ -63,12 +65,12 @@ repro: setup
 SEED := *
 VARIANT := *
 SHARD := *@$(VARIANT)-$(SEED)
-KINDS := train robustness slice path curvature
 .PHONY: shard collect
 shard: setup
 	@dvc stage list --all --name-only | { while read -r s; do case "$$s" in *:$(SHARD)) exit 0;; esac; done; exit 1; } \
 	  || { echo "make shard: no stage of the study matches '$(SHARD)' (see study: in params.yaml)" >&2; exit 1; }
-	dvc repro --pull --glob $(foreach k,$(KINDS),'pipeline/$(k)/dvc.yaml:$(SHARD)')
+	@set -f; targets=$$(PYTHONPATH=src python -m landscape.study.shape '$(SHARD)') && [ -n "$$targets" ] || exit 1; \
+	  echo "dvc repro --pull --glob" $$targets; dvc repro --pull --glob $$targets
 	dvc push --run-cache
 
 collect: setup

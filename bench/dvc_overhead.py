@@ -26,12 +26,14 @@ import yaml
 from dvc.utils.serialize import modify_yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # landscape, without an install too
+from landscape.study import shape  # noqa: E402
 
 
 def kind(stage: str) -> str:
-    """A stage's kind from its name: ``train_cnn@cnn-0`` -> train, ``slice@mlp-1`` -> slice."""
-    name = stage.split("@")[0]
-    return "train" if name.startswith("train") else name if "@" in stage else "other"
+    """A stage's kind from its name in a lock (``landscape.study.shape.kind``): ``train_cnn@cnn-0`` -> train,
+    ``slice@mlp-1`` -> slice; ``other`` for a stage of the root dvc.yaml."""
+    return shape.kind(stage, REPO) or "other"
 
 
 def update_seconds(path: Path, repeats: int) -> float:
@@ -92,7 +94,7 @@ def main() -> None:
     if args.repeats < 1:
         sys.exit(f"error: --repeats must be >= 1, got {args.repeats}.")
     stages: dict = {}
-    for path in args.lock or [REPO / "dvc.lock", *sorted(REPO.glob("pipeline/*/dvc.lock"))]:
+    for path in args.lock or [f.with_name("dvc.lock") for f in shape.dvc_files(REPO)]:
         if not path.is_file():
             sys.exit(f"error: {path} does not exist; give --lock PATH or run dvc repro first.")
         lock = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)

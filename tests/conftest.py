@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from landscape.study import shape
 from landscape.study.data import Split
 from landscape.study.params import ModelConfig
 
@@ -256,9 +257,9 @@ def stages_ran(output: str) -> set[str]:
     pipeline/<kind>/dvc.yaml, download, aggregate and plots in the root dvc.yaml)."""
     names = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
     for name in names:
-        group = name.split(":")[-1].split("@")[0]
-        kind = "train" if group.startswith("train_") else group
-        assert name.startswith(f"pipeline/{kind}/dvc.yaml:") == ("@" in name), name
+        bare = name.split(":")[-1]
+        assert (shape.kind(bare, REPO) is not None) == ("@" in bare), name
+        assert name == shape.address(bare, REPO), name
     return {name.split(":")[-1] for name in names}
 
 
@@ -285,3 +286,37 @@ def tiny_project(root: Path, **changes: dict) -> Path:
 def run_stage_script(workspace: Path, script: str, *args: str) -> subprocess.CompletedProcess:
     """``python stages/<script> <args>`` of this checkout, run in ``workspace``; the caller checks the exit."""
     return run_command([sys.executable, REPO / "stages" / script, *args], workspace, check=False)
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run_command(["git", "add", "-A"], repo)
+    run_command(["git", "commit", "-qm", message], repo)
+
+
+def repro(repo: Path) -> set[str]:
+    """`dvc repro` in ``repo`` with its own src/ importable; the names of the stages it ran (``stages_ran``)."""
+    return stages_ran(run_command([*DVC, "repro"], repo, src=repo / "src").stdout)
+
+
+# The shared reproduced tiny project: Model A and B, seed 0.
+REPRODUCED_SEEDS = [0]
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """(repo, stages its first `dvc repro` ran): ``tiny_project`` with seeds REPRODUCED_SEEDS, reproduced once and
+    committed, for every test of the session. Tests only read it (DVC commands that change no output are fine); a
+    test that changes it works on ``copy_project`` of it instead."""
+    repo = tiny_project(tmp_path_factory.mktemp("reproduced"), study={"seeds": REPRODUCED_SEEDS})
+    ran = repro(repo)
+    commit_all(repo, "tiny pipeline")
+    return repo, ran
+
+
+def copy_project(repo: Path, root: Path) -> Path:
+    """A copy at ``root/repo`` of the reproduced project ``repo``: its git history, DVC cache, lock and outputs (no
+    .dvc/tmp: DVC's state database keys files by inode); the synthetic mirror stays shared. No stage reruns."""
+    skip = repo / ".dvc"
+    copy = root / "repo"
+    shutil.copytree(repo, copy, symlinks=True, ignore=lambda d, names: ["tmp"] if Path(d) == skip else [])
+    return copy

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
-import json
 import re
 import sys
 import tomllib
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DVC, REPO, run_command, tiny_project
+from conftest import REPO, run_command
 from landscape import probes
 
 SRC = REPO / "src"
@@ -128,11 +127,11 @@ def test_violations_name_module_line_and_import(module: str, source: str, expect
 
 
 def requirement_pins(lines: list[str]) -> dict[str, str]:
-    """``name==version`` lines (comments, ``-r`` includes and markers aside) as {canonical name: version}."""
+    """``name==version`` requirements (markers aside) as {canonical name: version}."""
     pins = {}
     for line in lines:
-        requirement = line.split("#")[0].split(";")[0].strip()
-        if requirement and not requirement.startswith("-"):
+        requirement = line.split(";")[0].strip()
+        if requirement:
             name, _, version = requirement.partition("==")
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version
     return pins
@@ -147,21 +146,32 @@ def installed_requirements() -> dict[str | None, dict[str, str]]:
     return {extra: requirement_pins(lines) for extra, lines in by_extra.items()}
 
 
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
 def test_installed_base_needs_torch_and_numpy_only() -> None:
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = PYPROJECT["project"]
     installed = installed_requirements()
     assert installed[None] == requirement_pins(declared["dependencies"]), "stale install: run make setup"
+    for extra, requirements in declared["optional-dependencies"].items():
+        assert installed.get(extra) == requirement_pins(requirements), f"stale install of [{extra}]: run make setup"
     assert set(installed[None]) == {"torch", "numpy"}
-    assert set(installed["study"]) == {"dvc", "pyyaml", "pandas", "matplotlib", "tqdm"}
+    assert set(installed["study"]) == {"dvc", "pyyaml", "pandas", "matplotlib", "tqdm", "scipy"}
 
 
-def test_requirements_txt_pins_the_base_and_the_study_extra() -> None:
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extras = declared["optional-dependencies"]
-    runtime = requirement_pins((REPO / "requirements.txt").read_text().splitlines())
-    assert runtime == requirement_pins(declared["dependencies"] + extras["study"])
-    dev = requirement_pins((REPO / "requirements-dev.txt").read_text().splitlines())
-    assert dev == requirement_pins(extras["dev"])
+def test_pyproject_is_the_one_source_of_the_pins() -> None:
+    """Every requirement, of the package, its extras and its build, is an exact pin in pyproject.toml; no
+    requirements file repeats them, and `make setup` installs from pyproject.toml alone."""
+    declared = PYPROJECT["project"]
+    requirements = [*declared["dependencies"], *PYPROJECT["build-system"]["requires"]]
+    requirements += [r for extra in declared["optional-dependencies"].values() for r in extra]
+    loose = [r for r in requirements if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][0-9A-Za-z.+!-]*", r)]
+    assert not loose, f"not an exact name==version pin: {loose}"
+    assert not sorted(REPO.glob("requirements*.txt")), "the pins live in pyproject.toml only"
+    install = (REPO / "Makefile").read_text().partition("$(VENV)/.installed:")[2].partition("\n\n")[0]
+    assert install.splitlines()[0].split() == ["pyproject.toml"], install
+    assert '["build-system"]["requires"]' in install and "-e '.[study,dev]'" in install, install
+    assert "-r " not in install, install
 
 
 def test_each_layer_installs_what_it_imports() -> None:
@@ -208,22 +218,3 @@ print(len(probes.__all__), "names")
 def test_probes_import_without_the_study_extra(tmp_path: Path) -> None:
     out = run_command([sys.executable, "-c", WITHOUT_STUDY_EXTRA, *NOT_IN_BASE], tmp_path).stdout
     assert out.strip() == f"{len(probes.__all__)} names"
-
-
-def dvc_status(repo: Path) -> dict[str, list]:
-    return json.loads(run_command([*DVC, "status", "--json"], repo, src=repo / "src").stdout)
-
-
-@pytest.mark.slow
-def test_a_report_edit_reruns_only_aggregate_and_plots(tmp_path: Path) -> None:
-    repo = tiny_project(tmp_path, study={"seeds": [0]})  # Model A and B, one seed
-    run_command([*DVC, "repro"], repo, src=repo / "src")
-    assert dvc_status(repo) == {}
-    edited = sorted((repo / "src/landscape/report").glob("*.py"))
-    for module in edited:
-        module.write_text(f"{module.read_text()}# an edit in the report layer\n")
-    status = dvc_status(repo)
-    assert set(status) == {"aggregate", "plots"}, status
-    for stage, changes in status.items():
-        changed = {dep for change in changes for dep in change.get("changed deps", {})}
-        assert changed and changed <= {str(m.relative_to(repo)) for m in edited}, (stage, changes)

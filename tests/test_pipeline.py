@@ -1,12 +1,14 @@
 """Integration: the whole DVC pipeline on a tiny synthetic dataset in a throwaway git repo.
 
-The study matrix is Model A and Model B (``mlp``, ``cnn``) x training seeds 0 and 1 (conftest.TINY_PARAMS).
-The tests run in file order on one repo, each committing what it changed:
+The study matrix is Model A and Model B (``mlp``, ``cnn``) x training seed 0: conftest's session-wide
+``reproduced`` project, which the first tests only read. The tests that change it run in file order on one copy
+of it (``copied``), each committing what it changed:
 
 - the first `dvc repro` runs every stage of the matrix, and the aggregate sees every run;
 - the README's headline `dvc exp show` command fits a terminal, and a plain one shows the headline metric only;
+- a change under `mlp:` reruns only MLP-family work;
 - adding a seed runs only the new seed's stages (and the aggregate and plots), never an existing run;
-- a change under `mlp:` reruns only MLP-family work; a change under `robustness:` reruns no training;
+- a change under `robustness:` reruns no training;
 - `dvc metrics diff` shows the study's headline results, and `dvc plots diff` compares against HEAD.
 """
 
@@ -19,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DVC, TINY_PARAMS, run_command, stages_ran, tiny_project, update_params
+from conftest import DVC, REPRODUCED_SEEDS, TINY_PARAMS, commit_all, copy_project, repro, run_command, update_params
 
 pytestmark = pytest.mark.slow
 
 PROBES = ("robustness", "slice", "path", "curvature")
 VARIANTS = TINY_PARAMS["study"]["variants"]
-SEEDS = [0]  # the first repro; the seed-adding test brings the study to 2 variants x 2 seeds
+SEEDS = REPRODUCED_SEEDS  # [0]; the seed-adding test brings the copy to 2 variants x 2 seeds
 ADDED = 1
 HEADLINE = [
     *DVC,
@@ -54,16 +56,6 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return run_command(args, cwd, src=cwd / "src")
 
 
-def repro(repo: Path) -> set[str]:
-    """`dvc repro`; the names of the stages it ran (``conftest.stages_ran``)."""
-    return stages_ran(run([*DVC, "repro"], repo).stdout)
-
-
-def commit(repo: Path, message: str) -> None:
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", message], repo)
-
-
 def study(repo: Path) -> dict:
     return json.loads((repo / "metrics" / "study.json").read_text())
 
@@ -81,14 +73,22 @@ def leaf_names(tree: dict, prefix: str = "") -> list[str]:
     return out
 
 
+@pytest.fixture
+def repo(reproduced: tuple[Path, set[str]]) -> Path:
+    """The shared reproduced project, only read."""
+    return reproduced[0]
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tiny_project(tmp_path_factory.mktemp("pipeline"), study={"seeds": SEEDS})
-    ran = repro(repo)
+def copied(reproduced: tuple[Path, set[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of it for the tests that change the study, in file order."""
+    return copy_project(reproduced[0], tmp_path_factory.mktemp("pipeline"))
+
+
+def test_first_repro_runs_every_stage(reproduced: tuple[Path, set[str]]) -> None:
+    ran = reproduced[1]
     assert ran == {"download", *run_stages(VARIANTS, SEEDS), "aggregate", "plots"}
     assert "train_mlp@mlp-0" in ran and "robustness@cnn-0" in ran  # DVC's matrix names, as the README uses them
-    commit(repo, "tiny pipeline")
-    return repo
 
 
 def test_first_repro_writes_every_output(repo: Path) -> None:
@@ -162,7 +162,21 @@ def test_plain_exp_show_has_the_headline_and_not_the_full_table(repo: Path) -> N
     assert len(header) <= 260, f"{len(header)} columns: {header}"
 
 
-def test_adding_a_seed_reruns_no_existing_stage(repo: Path) -> None:
+def test_mlp_change_reruns_only_mlp_work(copied: Path) -> None:
+    repo = copied
+    update_params(repo / "params.yaml", {"mlp": {"hidden": [24, 16]}})
+    ran = repro(repo)
+    assert ran == run_stages(["mlp"], SEEDS) | {"aggregate", "plots"}
+    n_parameters = study(repo)["variants"]["mlp"]["n_parameters"]["interval"]["mean"]
+    assert n_parameters == 784 * 24 + 24 + 24 * 16 + 16 + 16 * 10 + 10
+    changed = json.loads(run([*DVC, "metrics", "diff", "--json"], repo).stdout)["metrics/headline.json"]
+    assert [key for key in changed if key.startswith("by_variant.mlp.")]
+    assert not [key for key in changed if key.startswith("by_variant.cnn.")]
+    commit_all(repo, "narrower mlp")
+
+
+def test_adding_a_seed_reruns_no_existing_stage(copied: Path) -> None:
+    repo = copied
     update_params(repo / "params.yaml", {"study": {"seeds": [*SEEDS, ADDED]}})
     ran = repro(repo)
     assert ran == run_stages(VARIANTS, [ADDED]) | {"aggregate", "plots"}
@@ -172,23 +186,11 @@ def test_adding_a_seed_reruns_no_existing_stage(repo: Path) -> None:
     changed = json.loads(run([*DVC, "metrics", "diff", "--json"], repo).stdout)
     assert set(changed) == {"metrics/headline.json"}  # per-run files, timings and the full table are no metrics
     assert changed["metrics/headline.json"]["n_seeds"] == {"old": 1, "new": 2, "diff": 1}
-    commit(repo, "second seed")
+    commit_all(repo, "second seed")
 
 
-def test_mlp_change_reruns_only_mlp_work(repo: Path) -> None:
-    seeds = [*SEEDS, ADDED]
-    update_params(repo / "params.yaml", {"mlp": {"hidden": [24, 16]}})
-    ran = repro(repo)
-    assert ran == run_stages(["mlp"], seeds) | {"aggregate", "plots"}
-    n_parameters = study(repo)["variants"]["mlp"]["n_parameters"]["interval"]["mean"]
-    assert n_parameters == 784 * 24 + 24 + 24 * 16 + 16 + 16 * 10 + 10
-    changed = json.loads(run([*DVC, "metrics", "diff", "--json"], repo).stdout)["metrics/headline.json"]
-    assert [key for key in changed if key.startswith("by_variant.mlp.")]
-    assert not [key for key in changed if key.startswith("by_variant.cnn.")]
-    commit(repo, "narrower mlp")
-
-
-def test_plots_diff_against_the_previous_commit(repo: Path) -> None:
+def test_plots_diff_against_the_previous_commit(copied: Path) -> None:
+    repo = copied
     out_dir = repo.parent / "plots_diff"
     result = run([*DVC, "plots", "diff", "HEAD~1", "-o", str(out_dir)], repo)
     html = (out_dir / "index.html").read_text()
@@ -200,8 +202,9 @@ def test_plots_diff_against_the_previous_commit(repo: Path) -> None:
     assert re.search(r'"field":\s*"variant"', html), "the data plots are not coloured by variant"
 
 
-def test_robustness_change_reruns_no_training(repo: Path) -> None:
+def test_robustness_change_reruns_no_training(copied: Path) -> None:
+    repo = copied
     update_params(repo / "params.yaml", {"robustness": {"trials": 3}})
     ran = repro(repo)
     assert ran == {f"robustness@{v}-{s}" for v in VARIANTS for s in [*SEEDS, ADDED]} | {"aggregate", "plots"}
-    commit(repo, "more trials")
+    commit_all(repo, "more trials")

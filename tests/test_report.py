@@ -3,15 +3,23 @@
 A factory fills every field of ``RunResults`` from a few levels (accuracy, gap, sigma*, curvature, ...), so each
 claim can be made to come out "agrees", "differs" or "inconclusive"; the report and every figure are then built
 from ``aggregate.study_summary`` of those runs, read back from its JSON, as the plots stage builds them.
+
+The report's wording is checked once, against a golden file: GOLDEN is the report of the full factorial study
+(``full_factorial``). After a deliberate change to the report's text, regenerate it with
+``UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden`` and review its diff. The other tests check numbers
+against values computed here, and the wording of the cases that study does not reach.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,7 +44,7 @@ from landscape.report.aggregate import (
 from landscape.report.plotting import FIGURES, write_figures
 from landscape.report.report import build_report
 from landscape.report.schema import STUDY_JSON, Claim, Estimate, Headline, StudySummary, val_loss_area
-from landscape.report.stats import FACTORS, VERDICT_RULE, mean_ci
+from landscape.report.stats import FACTORS, mean_ci
 from landscape.report.study_data import StudyData, load_study
 from landscape.study.params import Params, VariantParams, load_params
 from landscape.study.results import (
@@ -113,6 +121,9 @@ SEED_OFFSETS = (-1.0, 0.0, 1.0)
 # Where each mode's synthetic accuracy curve leaves val_acc: below it the drop is 0, at it val_acc - acc_moderate. So
 # for Model A (Levels(): a 3 pp drop there) the moderate-noise rule (1 pp) picks exactly these sigmas.
 REFERENCE_SIGMA = {"absolute": 0.01, "filter": 0.1}
+
+
+GOLDEN = Path(__file__).parent / "golden" / "report.md"
 
 
 @pytest.fixture(scope="module")
@@ -392,8 +403,6 @@ def test_every_claim_can_take_every_verdict(params: Params, scenario: str) -> No
     report = build_report(data, params)
     for claim in data.study.claims:
         assert claim_row(report, claim).endswith(f"**{scenario}** |")
-    assert VERDICT_RULE in report
-    assert "Holm-adjusted over the family of 13 claims" in report
 
 
 def test_censored_sigma_star_makes_noise_claims_inconclusive(params: Params) -> None:
@@ -456,19 +465,46 @@ def full_factorial(params: Params, scale: float = 0.003, **changes: dict) -> tup
     return make_study(params, levels, [0, 1, 2], noise)
 
 
-def test_factorial_report_answers_the_questions_from_the_effects(params: Params, tmp_path) -> None:
-    raw, data = full_factorial(params)
+@pytest.fixture(scope="module")
+def factorial(params: Params) -> tuple[dict, StudyData]:
+    """``full_factorial(params)``, built once: the tests only read it."""
+    return full_factorial(params)
+
+
+@pytest.fixture(scope="module")
+def factorial_report(params: Params, factorial: tuple[dict, StudyData]) -> str:
+    return build_report(factorial[1], params)
+
+
+def test_the_report_of_the_factorial_study_is_the_golden_file(factorial_report: str) -> None:
+    """Every section's wording at once (UPDATE_GOLDEN=1 rewrites GOLDEN; see the module's docstring)."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(factorial_report)
+    want = GOLDEN.read_text()
+    diff = difflib.unified_diff(
+        want.splitlines(keepends=True), factorial_report.splitlines(keepends=True), str(GOLDEN), "rendered"
+    )
+    assert factorial_report == want, (
+        "the report differs from the golden file; if the change is meant, rerun with UPDATE_GOLDEN=1 and review "
+        "the golden file's diff:\n" + "".join(diff)
+    )
+
+
+def test_factorial_report_answers_the_questions_from_the_effects(
+    params: Params, factorial: tuple[dict, StudyData], factorial_report: str, tmp_path
+) -> None:
+    raw, data = factorial
     assert {"conv", "bn", "dropout", "conv:bn:dropout"} <= set(raw["effects"]["val_acc"])
-    report = build_report(data, params)
+    report = factorial_report
+    # the levels full_factorial builds in: conv +3 pp accuracy, dropout -2 pp gap, BN -0.8 curvature
     assert "+conv changes validation accuracy by +3.00 pp" in report
     assert "+dropout changes the gap by -2.00 pp" in report
     assert "+BN changes the local slice curvature d^T H d (one activation pattern) by -0.8" in report
     conv_val = next(line for line in report.splitlines() if line.startswith("- +conv changes validation accuracy"))
     assert "an increase (p < 0.001, Holm-adjusted < 0.001)" in conv_val
     bn_val = next(line for line in report.splitlines() if line.startswith("- +BN changes validation accuracy"))
-    assert "inconclusive (p = " in bn_val and "seeds for 80 % power at this mean and spread" in bn_val
-    assert "**exploratory**" in report
-    assert "**consistent with the fan-in explanation" in report  # slice curvature 30 c / fan-in: smaller, steeper
+    assert "inconclusive (p = " in bn_val  # +0.2 pp within its seed noise
     written = write_figures(data, tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in FIGURES)
 
@@ -606,18 +642,6 @@ def test_the_speed_claim_follows_the_early_loss(params: Params) -> None:
     c = claim_json(raw, "b_faster")
     assert c["measure"] == val_loss_area(params.claim_rules.early_epochs) and c["verdict"] == "agrees"
     assert c["estimate"]["interval"]["mean"] == pytest.approx(0.0075 * (3 - 5))
-    report = build_report(data, params)
-    assert "**What 'trains faster' measures.**" in report and "Its resolution is one epoch" in report
-    assert "| epochs to 88 % val acc |" in report.replace(" | val-loss area", " |")
-
-
-def test_negative_gap_is_traced_to_dropout(params: Params) -> None:
-    _, data = full_factorial(params)
-    report = build_report(data, params)
-    section = report.split("## 4.")[1].split("## 5.")[0]
-    assert "every negative cell has dropout on" in section
-    assert "`mlp_dropout` (dropout on, BN batch statistics and dropout on, BN running statistics)" in section
-    assert "| mlp |" not in section  # only variants with BN or dropout
 
 
 def test_a_claim_at_sigma_zero_is_refused(params: Params) -> None:
@@ -671,8 +695,8 @@ def leaves(tree) -> list[tuple[str, ...]]:
     return [()]
 
 
-def test_headline_is_small_and_names_no_params_section(params: Params) -> None:
-    raw, data = full_factorial(params)
+def test_headline_is_small_and_names_no_params_section(factorial: tuple[dict, StudyData]) -> None:
+    raw, data = factorial
     head = headline(data.study, data.runs[("mlp", 0)], data.variants)
     tree = to_json(head)
     paths = leaves(tree)
@@ -813,10 +837,10 @@ def test_finite_step_curvature_is_the_central_second_difference_at_each_step() -
         finite_step_curvature(rows, 0.3)
 
 
-def test_report_sets_the_local_dhd_beside_the_finite_step_curvature(params: Params) -> None:
+def test_report_sets_the_local_dhd_beside_the_finite_step_curvature(factorial: tuple[dict, StudyData]) -> None:
     from landscape.report import finite_step as F
 
-    _, data = full_factorial(params)
+    _, data = factorial
     assert F.study_alphas(data) == pytest.approx([0.1, 0.2, 0.4]) and F.steepness_alpha(data) == pytest.approx(0.1)
     # the synthetic slices are parabolas: kappa = c (1 + 0.1 d + 0.01 seed) at every step, c the variant's level
     c = 2.0  # mlp
@@ -825,22 +849,15 @@ def test_report_sets_the_local_dhd_beside_the_finite_step_curvature(params: Para
     ratios = [data.runs[("mlp", s)].slice.curvature_exact.mean / (c * (1.1 + 0.01 * s)) for s in data.seeds]
     assert F.local_to_finite(data, "mlp", 0.1).mean == pytest.approx(np.mean(ratios))
     assert F.directions_below(data, "mlp", 0.1) == (9, 9)  # 0.9, 1, 1.1 times c_seed against c (1, 1.1, 1.2)
-    report = build_report(data, params)
-    curvature = report.split("## 6.")[1].split("## 7.")[0]
-    assert "| variant | local d^T H d | kappa(0.1) | kappa(0.2) | kappa(0.4) |" in curvature
-    assert "**For how steep the slice is, read kappa(0.1)**" in curvature
-    assert "local Hessian (one activation pattern)" in curvature
-    mine = report.split("## 6.")[1].split("## 9.")[0]
-    assert "exact d^T H d" not in mine and "exact slice curvature" not in mine and "exact curvature" not in mine
 
 
-def test_estimator_noise_sets_each_runs_se_beside_the_between_seed_sd(params: Params) -> None:
+def test_estimator_noise_sets_each_runs_se_beside_the_between_seed_sd(factorial: tuple[dict, StudyData]) -> None:
     from landscape.report.estimator_noise import noise_rows, within_run_share
     from landscape.report.format import PLAIN
 
     assert within_run_share([0.1, 0.1, 0.1], 0.1) == pytest.approx(1.0)
     assert math.isnan(within_run_share([0.1], 0.0))
-    _, data = full_factorial(params)
+    _, data = factorial
     rows, shares = noise_rows(data, 0.1)
     mlp = rows[data.variants.index("mlp")]
     levels = [2.0 - 0.05, 2.0, 2.0 + 0.05]  # mlp's curvature level per seed (noise weight 1)
@@ -855,21 +872,19 @@ def test_estimator_noise_sets_each_runs_se_beside_the_between_seed_sd(params: Pa
     assert shares["trace"][data.variants.index("mlp")] == pytest.approx(1.0)
 
 
-def test_lanczos_residuals_below_float32_rounding_are_not_shown_as_precise(params: Params) -> None:
+def test_lanczos_residuals_below_float32_rounding_are_not_shown_as_precise(factorial: tuple[dict, StudyData]) -> None:
     from landscape.report.estimator_noise import FLOAT32_EPS, lanczos_rows, residual_text
 
     assert FLOAT32_EPS == pytest.approx(1.1920929e-07)
     assert residual_text(1e-19) == residual_text(FLOAT32_EPS) == "<= 1.2e-07 (rounding level)"
     assert residual_text(2e-7) == "2.0e-07"
-    _, data = full_factorial(params)
+    _, data = factorial
     run = data.runs[("mlp", 0)]
     converged = dataclasses.replace(run.curvature, eigen_residuals=[1e-19, 3e-4])
     runs = {**data.runs, ("mlp", 0): dataclasses.replace(run, curvature=converged)}
     rows = lanczos_rows(dataclasses.replace(data, runs=runs))
     assert [r[0] for r in rows] == ["1", "2"]
     assert rows[0][2:] == ["1.0e-02", "1 of 24"] and rows[1][2:] == ["5.0e-02", "0 of 24"]
-    report = build_report(data, params)
-    assert "| Ritz pair | value over runs | largest residual over runs | runs at rounding level |" in report
 
 
 def with_layer_curvature(data: StudyData, curvature) -> StudyData:
@@ -884,10 +899,10 @@ def with_layer_curvature(data: StudyData, curvature) -> StudyData:
     return dataclasses.replace(data, runs=runs)
 
 
-def test_fan_in_test_ranks_the_distinct_layers_and_never_confirms(params: Params) -> None:
+def test_fan_in_test_ranks_the_distinct_layers_and_never_confirms(factorial: tuple[dict, StudyData]) -> None:
     from landscape.report.geometry import distinct_layers, fan_in_test
 
-    _, data = full_factorial(params)
+    _, data = factorial
     rows = distinct_layers(data)
     # slice curvature 30 c / fan-in, c averaging 1.6 over each family's variants and seeds; 3 directions x 12 runs
     assert [(name, f) for name, f, _, _ in rows] == [
@@ -909,7 +924,7 @@ def test_fan_in_test_ranks_the_distinct_layers_and_never_confirms(params: Params
     assert "rests on only 2 filter-normalized directions" in rising and "on 24 directions in all" in rising
 
 
-def test_path_reports_where_the_validation_loss_rises(params: Params) -> None:
+def test_path_reports_where_the_validation_loss_rises(params: Params, factorial: tuple[dict, StudyData]) -> None:
     from landscape.report.geometry import largest_rise, monotonic_count
 
     tolerance = params.path.monotonic_tolerance
@@ -917,7 +932,7 @@ def test_path_reports_where_the_validation_loss_rises(params: Params) -> None:
     t = np.linspace(0, 1.2, 13)
     assert largest_rise(t, 0.2 + 0.4 * (t - 0.9) ** 2) == pytest.approx((0.004, 0.9, 1.0))
     assert largest_rise(t, 2 - t) == pytest.approx((0.0, 0.0, 0.0))
-    _, data = full_factorial(params)
+    _, data = factorial
     runs = dict(data.runs)
     for key, rise in ((("mlp", 0), 0.004), (("cnn", 1), 0.5 * tolerance)):
         p = runs[key].path
@@ -947,12 +962,6 @@ def test_correlations_take_the_variant_means_as_the_unit(params: Params) -> None
 
     _, data = full_factorial(params, curvature={"cnn": 3.0})
     section = build_report(data, params).split("## 8.")[1].split("## 9.")[0]
-    header = (
-        "| measure | tau over variant means | exact p | Holm p (8 measures) | tau within variants (residuals) | "
-        "p (permuted within variants) | tau, dropout off / on | p stratified by dropout | "
-        "secondary: tau over all runs [group bootstrap] | censored runs |"
-    )
-    assert header in section and "all 40,320 orderings" in section
     # the local d^T H d row, recomputed here by brute force over every ordering of the gap means
     x = [np.mean([data.runs[(v, s)].slice.curvature_exact.mean for s in data.seeds]) for v in data.variants]
     y = [np.mean([data.runs[(v, s)].train.gap for s in data.seeds]) for v in data.variants]
@@ -962,7 +971,6 @@ def test_correlations_take_the_variant_means_as_the_unit(params: Params) -> None
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == f"{SIGNED(tau)}, n = 8" and cells[2] == PLAIN(hits / 40320)
     assert cells[5].endswith("(random)")  # 3!^8 orderings within variants: seeded draws
-    assert "Secondary line" in section and "under-covers" in section
 
 
 def test_negative_curvature_reads_the_bottom_of_each_ritz_spectrum(params: Params) -> None:
@@ -971,7 +979,6 @@ def test_negative_curvature_reads_the_bottom_of_each_ritz_spectrum(params: Param
     same = Levels(0.92, 0.01, 0.01, 0.90, 0.05, False, 2.0, 5.0)
     _, data = make_study(params, {MODEL_A: same, MODEL_B: same}, [0, 1, 2])
     report = build_report(data, params)
-    assert "### Negative curvature and the spectral density" in report
     section = report.split("### Negative curvature and the spectral density")[1].split("###")[0]
     (row,) = [line for line in section.splitlines() if line.startswith(f"| {MODEL_A} |")]
     cells = [c.strip() for c in row.strip("|").split("|")]

@@ -4,7 +4,6 @@ stage plumbing, and the fixed probe subsets."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 
 from conftest import REPO, run_command
 from landscape.errors import StudyError
+from landscape.study import shape
 from landscape.study.data import Dataset, Split
 from landscape.study.inputs import probe_data
 from landscape.study.params import Samples, load_params
@@ -25,22 +25,12 @@ sys.path.insert(0, str(REPO / "tools"))
 from stage_deps import stage_bodies  # noqa: E402
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())  # the root file: download, aggregate, plots, metrics
-KIND_FILES = {
-    kind: REPO / "pipeline" / kind / "dvc.yaml" for kind in ("train", "robustness", "slice", "path", "curvature")
-}
+KIND_FILES = {kind: REPO / shape.kind_file(kind) for kind in shape.kinds(REPO)}
 STAGES = stage_bodies()  # every dvc.yaml's stages (tools/stage_deps.py)
 PER_RUN = ("train_mlp", "train_cnn", "robustness", "slice", "path", "curvature")
 PROBES = ("robustness", "slice", "path", "curvature")
 
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("run_stages", REPO / "tools" / "run_stages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EXPANDED = {name.split(":")[-1]: body for name, body in load_tool().expanded_stages(REPO / "dvc.yaml")}  # bare names
+EXPANDED = {s.address.split(":")[-1]: s.body for s in shape.stages(REPO)}  # DVC's stages, by bare name
 
 
 def paths(entries: list) -> set[str]:
@@ -73,7 +63,7 @@ def test_each_per_run_stage_kind_has_its_own_dvc_yaml_run_from_the_root():
             assert body["wdir"] == "../..", name
             assert name.startswith(kind) and "matrix" in body, name
     assert set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]) == {"download", "aggregate", "plots"}
-    assert sorted(p.parent.name for p in REPO.glob("pipeline/*/dvc.yaml")) == sorted(KIND_FILES)
+    assert sorted(KIND_FILES) == sorted(("train", *PROBES))  # the kinds: training and each probe
 
 
 def test_every_variant_and_seed_gets_training_and_every_probe():

@@ -1,5 +1,5 @@
-"""tools/run_stages.py: the stage commands of the real dvc.yaml, matrix expanded as DVC does, in a runnable order;
-its lanes, budget and per-stage timing; tools/compare_runs.py; tools/stage_times.py."""
+"""tools/run_stages.py: the real pipeline's stages as DVC resolves them (landscape.study.shape), in a runnable order,
+and a tiny one's; its plans, lanes, budget and per-stage timing; tools/compare_runs.py; tools/stage_times.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import DVC, REPO, run_command
+from landscape.study import shape
 
 
 def load_tool(name: str = "run_stages"):
@@ -32,26 +33,68 @@ def out_paths(body: dict) -> list[str]:
     return [next(iter(e)) if isinstance(e, dict) else e for e in entries]
 
 
-def test_stage_commands_expand_the_matrix_over_variants_and_seeds() -> None:
-    full = dict(TOOL.stage_commands(REPO / "dvc.yaml"))
-    names = list(full)
-    assert names[0] == "download" and names[-1] == "plots"
-    assert "pipeline/slice/dvc.yaml:slice@mlp-0" in full  # a per-kind file's stage, named as DVC names it
-    commands = {name.split(":")[-1]: cmd for name, cmd in full.items()}
+def dvc_project(root: Path, files: dict[str, dict]) -> Path:
+    """A DVC project (no git) at ``root`` with these dvc.yaml files (path relative to root -> contents)."""
+    from dvc.repo import Repo
+
+    Repo.init(str(root), no_scm=True).close()
+    for rel, spec in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root
+
+
+def per_kind(stages: dict) -> dict:
+    """A pipeline/<kind>/dvc.yaml as this study writes one: run from the root, params.yaml's keys in its vars."""
+    return {"vars": ["../../params.yaml"], "stages": {n: {"wdir": "../..", **b} for n, b in stages.items()}}
+
+
+def assert_in_dependency_order(resolved: list) -> int:
+    """Every stage comes after each stage that writes one of its deps, a path inside one, or the directory holding
+    one; returns how many such pairs there were."""
+    position = {r.address: i for i, r in enumerate(resolved)}
+    checked = 0
+    for r in resolved:
+        for dep in r.body.get("deps", []):
+            dep = dep.rstrip("/")
+            for other in resolved:
+                related = [o for o in out_paths(other.body) if o == dep or o.startswith(dep + "/") or
+                           dep.startswith(o.rstrip("/") + "/")]  # fmt: skip
+                if related and other is not r:
+                    assert position[other.address] < position[r.address], f"{r.address} runs before {other.address}"
+                    checked += 1
+    return checked
+
+
+REAL = shape.stages(REPO)  # DVC's stages of the real pipeline, in run_stages' order
+REAL_STAGES = TOOL.stages_of(REPO)
+
+
+def test_the_real_stages_are_every_run_of_every_kind_with_its_command() -> None:
+    names = [s.name for s in REAL_STAGES]
+    assert names[0] == "download" and names[-2:] == ["aggregate", "plots"]
+    assert "pipeline/slice/dvc.yaml:slice@mlp-0" in names  # a per-kind file's stage, named as DVC names it
+    commands = {name.split(":")[-1]: s.cmd for name, s in zip(names, REAL_STAGES, strict=True)}
     study = PARAMS["study"]
+    probes = [k for k in shape.kinds(REPO) if k != "train"]
     for seed in study["seeds"]:
-        for variant in study["train_mlp"]:
-            assert commands[f"train_mlp@{variant}-{seed}"] == f"PYTHONPATH=src python stages/train.py {variant} {seed}"
-        for variant in study["train_cnn"]:
-            assert commands[f"train_cnn@{variant}-{seed}"] == f"PYTHONPATH=src python stages/train.py {variant} {seed}"
+        for family in ("mlp", "cnn"):
+            for variant in study[f"train_{family}"]:
+                cmd = f"PYTHONPATH=src python stages/train.py {variant} {seed}"
+                assert commands[f"train_{family}@{variant}-{seed}"] == cmd
         for variant in study["variants"]:
-            for probe in ("robustness", "slice", "path", "curvature"):
+            for probe in probes:
                 assert (
                     commands[f"{probe}@{variant}-{seed}"] == f"PYTHONPATH=src python stages/{probe}.py {variant} {seed}"
                 )
     n_runs = len(study["variants"]) * len(study["seeds"])
-    assert len(names) == 1 + n_runs * (1 + 4) + 2  # download, train + 4 probes per run, aggregate, plots
+    assert len(names) == 1 + n_runs * (1 + len(probes)) + 2  # download, train + the probes per run, aggregate, plots
     assert "${" not in "".join(commands.values())
+    kinds = {s.name: s.kind for s in REAL_STAGES}
+    assert kinds["pipeline/train/dvc.yaml:train_cnn@cnn-0"] == "train" and kinds["download"] == "download"
+    assert {s.lane_key for s in REAL_STAGES} == {None, *study["seeds"]}
+    assert {s.wdir for s in REAL_STAGES} == {"."}
+    assert REAL_STAGES[1].timing == Path(f"timings/{REAL_STAGES[1].name.split('@')[1].replace('-', '/')}/train.json")
 
 
 def test_a_cmd_runs_with_its_variables_and_this_python() -> None:
@@ -63,62 +106,70 @@ def test_a_cmd_runs_with_its_variables_and_this_python() -> None:
     assert TOOL.command("A=1 B='x y' echo C=2") == ({"A": "1", "B": "x y"}, ["echo", "C=2"])
 
 
-def test_stages_run_after_the_stages_whose_outputs_they_read() -> None:
-    stages = TOOL.expanded_stages(REPO / "dvc.yaml")
-    names = [name for name, _ in stages]
-    produced_by = {path: name for name, body in stages for path in out_paths(body)}
-    assert "models/cnn/0/init.pt" in produced_by and "metrics/study.json" in produced_by
-    checked = 0
-    for name, body in stages:
-        assert "${" not in yaml.safe_dump(body), name
-        for dep in body.get("deps", []):
-            inside = [p for out, p in produced_by.items() if out == dep or out.startswith(dep.rstrip("/") + "/")]
-            for producer in inside:
-                assert names.index(producer) < names.index(name), f"{name} runs before {producer}"
-                checked += 1
-    assert checked > 100
+def test_real_stages_run_after_the_stages_whose_outputs_they_read() -> None:
+    assert [r.address for r in REAL] == [s.name for s in REAL_STAGES]
+    produced = {path for r in REAL for path in out_paths(r.body)}
+    assert "models/cnn/0/init.pt" in produced and "metrics/study.json" in produced
+    assert assert_in_dependency_order(REAL) > 100
+    for r in REAL:
+        assert "${" not in yaml.safe_dump(r.body), r.address
 
 
 def test_every_run_writes_its_own_files() -> None:
-    stages = TOOL.expanded_stages(REPO / "dvc.yaml")
-    outs = [path for _, body in stages for path in out_paths(body)]
+    outs = [path for r in REAL for path in r.outs]
     assert len(outs) == len(set(outs)), "two stages write the same path"
 
 
-def test_foreach_and_params_references_expand_too(tmp_path: Path) -> None:
+def test_a_tiny_pipeline_is_expanded_resolved_and_ordered_by_its_deps(tmp_path: Path) -> None:
+    """Stages listed before the stages whose outputs they read run after them; foreach and matrix items become the
+    stage names, their references resolve from the item and params.yaml, and a per-kind file's stages are its kind."""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": ["a", "b"], "train": {"epochs": 3}}))
-    (tmp_path / "dvc.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "stages": {
-                    "one": {"foreach": "${models}", "do": {"cmd": "python t.py ${item} ${train.epochs}"}},
-                    "two": {"matrix": {"m": ["x"], "s": [1, 2]}, "cmd": "echo ${item.m}/${item.s}"},
-                }
-            }
-        )
-    )
-    assert TOOL.stage_commands(tmp_path / "dvc.yaml") == [
-        ("one@a", "python t.py a 3"),
-        ("one@b", "python t.py b 3"),
-        ("two@x-1", "echo x/1"),
-        ("two@x-2", "echo x/2"),
+    root_stages = {
+        "report": {"cmd": "python r.py", "deps": ["out"]},
+        "one": {"foreach": "${models}", "do": {"cmd": "python t.py ${item} ${train.epochs}", "outs": ["w/${item}"]}},
+    }
+    fit = {"fit": {"matrix": {"m": ["x"], "seed": [1, 2]}, "cmd": "echo ${item.m}/${item.seed}", "deps": ["w"],
+                   "outs": ["out/${item.seed}"]}}  # fmt: skip
+    dvc_project(tmp_path, {"dvc.yaml": {"stages": root_stages}, "pipeline/fit/dvc.yaml": per_kind(fit)})
+    stages = TOOL.stages_of(tmp_path)
+    assert [(s.name, s.kind, s.cmd, s.lane_key) for s in stages] == [
+        ("one@a", "one@a", "python t.py a 3", None),
+        ("one@b", "one@b", "python t.py b 3", None),
+        ("pipeline/fit/dvc.yaml:fit@x-1", "fit", "echo x/1", 1),
+        ("pipeline/fit/dvc.yaml:fit@x-2", "fit", "echo x/2", 2),
+        ("report", "report", "python r.py", None),
     ]
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"bad": {"cmd": "echo ${nope.key}"}}}))
-    with pytest.raises(KeyError, match="nope.key"):
-        TOOL.stage_commands(tmp_path / "dvc.yaml")
+    assert assert_in_dependency_order(shape.stages(tmp_path)) == 2 * 2 + 2
+    assert shape.kinds(tmp_path) == ["fit"] and shape.address("fit@x-1", tmp_path) == stages[2].name
+    assert shape.kind("fit@x-1", tmp_path) == "fit" and shape.kind("report", tmp_path) is None
 
 
 @pytest.mark.slow
-def test_stage_names_are_the_ones_dvc_gives(tmp_path: Path) -> None:
-    """DVC's own expansion of the real dvc.yaml files and params.yaml names exactly the stages the tool runs."""
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy2(REPO / name, tmp_path / name)
-    for path in REPO.glob("pipeline/*/dvc.yaml"):
-        (tmp_path / path.relative_to(REPO)).parent.mkdir(parents=True)
+def test_stage_names_are_the_ones_dvc_lists(tmp_path: Path) -> None:
+    """`dvc stage list` over the real dvc.yaml files and params.yaml names exactly the stages the tool runs."""
+    for path in [*shape.dvc_files(REPO), REPO / "params.yaml"]:
+        (tmp_path / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, tmp_path / path.relative_to(REPO))
     run_command([*DVC, "init", "--no-scm", "-q"], tmp_path)
     listed = run_command([*DVC, "stage", "list", "--all", "--name-only"], tmp_path).stdout.split()
-    assert sorted(listed) == sorted(name for name, _ in TOOL.stage_commands(REPO / "dvc.yaml"))
+    assert sorted(listed) == sorted(s.name for s in REAL_STAGES)
+
+
+@pytest.mark.slow
+def test_a_plan_runs_the_same_stages_where_dvc_is_missing(tmp_path: Path) -> None:
+    """--write-plan keeps DVC's stages for a machine without DVC; --plan runs them without importing DVC."""
+    stages = fake_project(tmp_path, [0, 1])
+    TOOL.write_plan(stages, tmp_path / "plan.json")
+    assert TOOL.read_plan(tmp_path / "plan.json") == stages
+    runner = (
+        "import runpy, sys; sys.modules['dvc'] = None; "  # import dvc fails
+        f"sys.argv = ['run_stages.py', '--plan', 'plan.json', '--only', 'prepare', '--only', 'train']; "
+        f"runpy.run_path({str(REPO / 'tools' / 'run_stages.py')!r}, run_name='__main__')"
+    )
+    done = run_command([sys.executable, "-c", runner], tmp_path)
+    assert "train 1 done" in done.stdout and "pipeline/probe/dvc.yaml:probe@0" in done.stdout
+    assert [line.split()[1] for line in (tmp_path / "order.txt").read_text().splitlines()] == ["prepare", "train",
+                                                                                               "train"]  # fmt: skip
 
 
 def test_stage_times_table_medians_over_seeds(tmp_path) -> None:
@@ -203,26 +254,35 @@ print(f"{kind} {seed} done")
 
 
 def fake_project(root: Path, seeds: list[int], pause: float = 0.05, fail: bool = False) -> list:
-    """A dvc.yaml of fake stages: prepare, then train and probe per seed (probe reads train's output), then report."""
+    """A DVC project of fake stages, laid out as the study's: prepare, then train and probe per seed (probe reads
+    train's output) in pipeline/train/ and pipeline/probe/, then report."""
     (root / "stage.py").write_text(FAKE_STAGE)
     (root / "params.yaml").write_text(yaml.safe_dump({"seeds": seeds, "runtime": {"device": "cpu"}}))
 
-    def per_seed(kind: str, deps: list[str]) -> dict:
+    def per_seed(kind: str, deps: list[str], script: str | None = None) -> dict:
         return {
             "matrix": {"seed": "${seeds}"},
-            "cmd": f"python stage.py {kind} ${{item.seed}} {pause}",
+            "cmd": f"python stage.py {script or kind} ${{item.seed}} {pause}",
             "deps": deps,
             "outs": [f"out/${{item.seed}}/{kind}", f"timings/${{item.seed}}/{kind}.json"],
         }
 
     stages = {
         "prepare": {"cmd": f"python stage.py prepare - {pause}", "outs": ["data"]},
-        "train": per_seed("fail" if fail else "train", ["data"]),
-        "probe": per_seed("probe", ["data", "out/${item.seed}/train"]),
         "report": {"cmd": f"python stage.py report - {pause}", "deps": ["out"]},
     }
-    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
-    return TOOL.stages_of(root / "dvc.yaml")
+    dvc_project(
+        root,
+        {
+            "dvc.yaml": {"stages": stages},
+            "pipeline/train/dvc.yaml": per_kind({"train": per_seed("train", ["data"], "fail" if fail else None)}),
+            "pipeline/probe/dvc.yaml": per_kind({"probe": per_seed("probe", ["data", "out/${item.seed}/train"])}),
+        },
+    )
+    return TOOL.stages_of(root)
+
+
+TRAIN, PROBE = "pipeline/train/dvc.yaml:train", "pipeline/probe/dvc.yaml:probe"  # the fake stages' addresses
 
 
 def starts(root: Path) -> list[tuple[str, str, float]]:
@@ -234,9 +294,9 @@ def starts(root: Path) -> list[tuple[str, str, float]]:
 def test_lanes_run_each_seed_in_order_between_the_global_stages(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     stages = fake_project(tmp_path, [0, 1, 2], pause=0.3)
-    assert [s.lane_key for s in stages] == [None, 0, 1, 2, 0, 1, 2, None]
+    assert [s.lane_key for s in stages] == [None, 0, 0, 1, 1, 2, 2, None]  # a seed's probe right after its train
     assert stages[1].timing == Path("timings/0/train.json")
-    TOOL.check_lanes(tmp_path / "dvc.yaml")
+    TOOL.check_lanes(stages)
     runner = TOOL.Runner(budget=None, table=tmp_path / "table.txt", header="fake")
     runner.run_all(stages, lanes=2)
     order = starts(tmp_path)
@@ -247,8 +307,8 @@ def test_lanes_run_each_seed_in_order_between_the_global_stages(tmp_path: Path, 
     assert max(t for _, _, t in order[1:3]) - min(t for _, _, t in order[1:3]) < 0.25  # two lanes started together
     results = {r.stage.name: r for r in runner.results}
     assert all(r.status == "ok" for r in results.values()) and len(results) == 8
-    assert {results[f"train@{s}"].lane for s in range(3)} == {1, 2}
-    assert results["probe@1"].work == pytest.approx(0.15) and results["probe@1"].startup > 0
+    assert {results[f"{TRAIN}@{s}"].lane for s in range(3)} == {1, 2}
+    assert results[f"{PROBE}@1"].work == pytest.approx(0.15) and results[f"{PROBE}@1"].startup > 0
     assert results["prepare"].work is None and results["prepare"].wall >= 0.3
     text = (tmp_path / "table.txt").read_text()
     assert "| probe | 3 |" in text and "Per-run stages in 2 lane(s)" in text and "start-up share" in text
@@ -264,10 +324,10 @@ def test_a_stale_timing_file_is_no_work_and_a_failure_stops_the_run(tmp_path: Pa
     runner = TOOL.Runner(budget=None, table=None, header="fake")
     runner.run_all(stages, lanes=1)
     status = {r.stage.name: r.status for r in runner.results}
-    assert status["prepare"] == "ok" and status["train@0"] == "failed (exit 3)"
-    assert all(s.startswith("not run") for name, s in status.items() if name not in ("prepare", "train@0"))
-    assert next(r for r in runner.results if r.stage.name == "train@0").work is None
-    assert runner.stop == "train@0 failed"
+    assert status["prepare"] == "ok" and status[f"{TRAIN}@0"] == "failed (exit 3)"
+    assert all(s.startswith("not run") for name, s in status.items() if name not in ("prepare", f"{TRAIN}@0"))
+    assert next(r for r in runner.results if r.stage.name == f"{TRAIN}@0").work is None
+    assert runner.stop == f"{TRAIN}@0 failed"
 
 
 @pytest.mark.slow
@@ -288,12 +348,13 @@ def time_of(runner) -> float:
 
 def test_lanes_are_refused_when_a_seed_reads_another_seeds_output(tmp_path: Path) -> None:
     fake_project(tmp_path, [0, 1])
-    spec = yaml.safe_load((tmp_path / "dvc.yaml").read_text())
+    path = tmp_path / "pipeline" / "probe" / "dvc.yaml"
+    spec = yaml.safe_load(path.read_text())
     spec["stages"]["probe"]["deps"].append("out/0/train")
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    with pytest.raises(SystemExit, match="probe@1 .seed 1. reads out/0/train"):
-        TOOL.check_lanes(tmp_path / "dvc.yaml")
-    TOOL.check_lanes(REPO / "dvc.yaml")  # the real pipeline's seeds are independent
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(SystemExit, match=f"{PROBE}@1 .seed 1. reads an output of {TRAIN}@0 .seed 0."):
+        TOOL.check_lanes(TOOL.stages_of(tmp_path))
+    TOOL.check_lanes(REAL_STAGES)  # the real pipeline's seeds are independent
 
 
 # --- tools/compare_runs.py ---------------------------------------------------------------------

@@ -10,7 +10,8 @@
 #    to cuda, restored when the script ends;
 # 3. runs every stage of dvc.yaml and pipeline/*/dvc.yaml (download skipped when data/raw is there), one process
 #    per stage as dvc repro would, timed per stage: process wall, the stage's own work (timings/), start-up
-#    (tools/run_stages.py);
+#    (tools/run_stages.py). Without DVC here, the stages come from PLAN, a file that
+#    `python tools/run_stages.py --write-plan FILE` wrote where DVC is (a path from the repository root);
 # 4. runs the benchmark bench/bench.py with what is left of the budget;
 # 5. leaves in OUT: env.txt, pipeline-times.txt, results-<device>.md, study.tgz (what this run wrote to metrics/,
 #    plots/study/, plots/figures/, report.md, timings/, and the params.yaml it ran with), log.txt (everything).
@@ -90,7 +91,7 @@ environment() {
 }
 
 pipeline() {
-  local budget skip=()
+  local budget skip=() plan=()
   budget=$(($(left) - BENCH_MIN_S - RESERVE_S))
   [ "$budget" -gt "$PIPELINE_S" ] && budget=$PIPELINE_S
   if [ "$budget" -le 0 ]; then
@@ -98,8 +99,15 @@ pipeline() {
     return
   fi
   [ -d data/raw/FashionMNIST/raw ] && skip=(--skip download)
+  if [ -n "${PLAN:-}" ]; then
+    plan=(--plan "$PLAN")
+  elif ! "$PY" -c 'import dvc' 2>/dev/null; then
+    say "pipeline skipped: no DVC here to read the stages from, and no PLAN (tools/run_stages.py --write-plan)" |
+      tee "$out/pipeline-times.txt"
+    return
+  fi
   say "pipeline: $LANES lane(s), at most $budget s"
-  "$PY" tools/run_stages.py "${skip[@]}" --lanes "$LANES" --budget "$budget" --table "$out/pipeline-times.txt"
+  "$PY" tools/run_stages.py "${skip[@]}" "${plan[@]}" --lanes "$LANES" --budget "$budget" --table "$out/pipeline-times.txt"
   say "pipeline exit status $?"
 }
 

@@ -1,15 +1,18 @@
-"""Run the stage commands of dvc.yaml without DVC, one process per stage, timing each; for machines without DVC.
+"""Run the stages of the pipeline's dvc.yaml files without `dvc repro`, one process per stage, timing each.
 
     python tools/run_stages.py [--skip download] [--only robustness] [--lanes 3] [--budget 400]
-                               [--table pipeline-times.txt]
+                               [--table pipeline-times.txt] [--plan FILE | --write-plan FILE]
 
-Expands ``matrix`` and ``foreach`` stages the way DVC does (``name@<v1>-<v2>`` for a matrix,
-``name@<item>`` for foreach; ``${item...}`` and ``${<params key>}`` substituted from the item and
-params.yaml), over dvc.yaml and the per-kind ``pipeline/<kind>/dvc.yaml`` files (their stages named as DVC names
-them, ``pipeline/slice/dvc.yaml:slice@cnn-0``), and runs each after the stages whose outputs it reads, in file
-order otherwise. A cmd's leading ``NAME=value``
-words set variables for it, as in the shell DVC runs it in (``PYTHONPATH=src python ...``), and ``python`` is
-this interpreter. ``set_device`` sets the device key of a params file (tools/gpu_check.sh uses it).
+The stages are DVC's own (``landscape.study.shape.stages``: DVC's stage loader and graph over dvc.yaml and the
+per-kind ``pipeline/<kind>/dvc.yaml`` files): matrix and foreach stages expanded and named as DVC names them
+(``pipeline/slice/dvc.yaml:slice@cnn-0``), every ``${}`` resolved, each run after the stages whose outputs it reads;
+of the stages ready, the first in file order goes first (so a run's probes follow its training). A machine without
+DVC (tools/gpu_check.sh's) runs a plan instead: ``--write-plan FILE``, where DVC is, writes the stages in that order
+to FILE and runs nothing; ``--plan FILE`` runs them from FILE. A stage's kind is the ``<kind>`` of its
+``pipeline/<kind>/dvc.yaml``, or its own name for a stage of the root dvc.yaml (download, aggregate, plots);
+``--only`` and ``--skip`` take stage names and kinds. A cmd runs in its stage's ``wdir``; its leading
+``NAME=value`` words set variables for it, as in the shell DVC runs it in (``PYTHONPATH=src python ...``), and
+``python`` is this interpreter. ``set_device`` sets the device key of a params file (tools/gpu_check.sh uses it).
 
 Each stage's process wall time is split into its own work, the ``wall_s`` its ``timings/`` output holds
 (``landscape.study.stage.Timer``: from after params, device and data are loaded to the last write), and
@@ -19,7 +22,7 @@ aggregate, plots) have a process wall only.
 
 ``--lanes N`` runs the stages of different seeds concurrently: the single-machine analogue of one shard per
 seed. Stages whose matrix item has a ``seed`` run in N worker lanes, each lane running all stages of one seed
-in file order, one process each; the stages of no seed (download before, aggregate and plots after) run alone,
+in order, one process each; the stages of no seed (download before, aggregate and plots after) run alone,
 in order, between them. A seed's stages read only their own seed's outputs (checked before anything runs).
 
 ``--budget S`` starts no stage after S seconds and kills one still running then; what ran stays in the table.
@@ -47,123 +50,12 @@ from typing import Any, NamedTuple
 
 import yaml
 
-REFERENCE = re.compile(r"\$\{\s*([^}]+?)\s*\}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # landscape, without an install too
+from landscape.study import shape  # noqa: E402
+
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 TIMINGS = "timings/"
 TAIL_LINES = 40  # lines of a failed stage's output shown
-KIND_ORDER = {k: i for i, k in enumerate(("train", "robustness", "slice", "path", "curvature"))}  # pipeline/<kind>
-
-
-def lookup(key: str, context: dict[str, Any]) -> Any:
-    """The value of a dotted ``key`` (``study.seeds``, ``item.variant``) in ``context``."""
-    value: Any = context
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(f"dvc.yaml refers to ${{{key}}}, which neither params.yaml nor the stage's item defines")
-        value = value[part]
-    return value
-
-
-def substitute(value: Any, context: dict[str, Any]) -> Any:
-    """``value`` with every ``${key}`` replaced, recursively; a string that is one reference keeps its type."""
-    if isinstance(value, dict):
-        return {substitute(k, context): substitute(v, context) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, context) for v in value]
-    if not isinstance(value, str):
-        return value
-    whole = REFERENCE.fullmatch(value.strip())
-    if whole:
-        return lookup(whole.group(1), context)
-    return REFERENCE.sub(lambda m: str(lookup(m.group(1), context)), value)
-
-
-def pipeline_files(dvc_yaml: Path) -> list[tuple[Path, str]]:
-    """(file, the prefix DVC puts before its stage names) for ``dvc_yaml`` and every ``pipeline/<kind>/dvc.yaml``
-    beside it: DVC addresses a stage of a dvc.yaml other than the root one as ``<its path>:<name>``."""
-    root = dvc_yaml.parent
-    files = sorted(root.glob("pipeline/*/dvc.yaml"), key=lambda f: (KIND_ORDER.get(f.parent.name, len(KIND_ORDER)), f))
-    return [(dvc_yaml, "")] + [(f, f"{f.relative_to(root).as_posix()}:") for f in files]
-
-
-def expanded_items(dvc_yaml: Path, params_file: Path | None = None) -> list[tuple[str, dict, Any]]:
-    """(name, stage body with every reference resolved, its matrix or foreach item or None) for every stage of
-    ``dvc_yaml`` and of the per-kind dvc.yaml files under ``pipeline/`` beside it, each after the stages whose
-    outputs it reads (``dependency_order``). References resolve from ``params_file`` (default: the params.yaml
-    beside ``dvc_yaml``), which the per-kind files read too (their ``vars``)."""
-    params_file = params_file or dvc_yaml.parent / "params.yaml"
-    params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
-    items = [item for path, prefix in pipeline_files(dvc_yaml) for item in _file_items(path, prefix, params)]
-    return dependency_order(items)
-
-
-def _outputs(body: dict) -> list[str]:
-    return [(next(iter(o)) if isinstance(o, dict) else o).rstrip("/") for key in ("outs", "metrics", "plots")
-            for o in body.get(key, []) or []]  # fmt: skip
-
-
-def dependency_order(items: list[tuple[str, dict, Any]]) -> list[tuple[str, dict, Any]]:
-    """The stages in an order where each comes after every stage whose outputs it reads (a dep equal to an output,
-    inside an output directory, or a directory holding outputs), otherwise in the order given."""
-    producers: dict[str, set[int]] = {}  # an output path, and each folder above it -> the stages writing there
-    exact: dict[str, set[int]] = {}
-    for i, (_, body, _) in enumerate(items):
-        for path in _outputs(body):
-            exact.setdefault(path, set()).add(i)
-            parts = path.split("/")
-            for n in range(1, len(parts) + 1):
-                producers.setdefault("/".join(parts[:n]), set()).add(i)
-    before: list[set[int]] = []
-    for j, (_, body, _) in enumerate(items):
-        needed: set[int] = set()
-        for dep in body.get("deps", []) or []:
-            parts = dep.rstrip("/").split("/")
-            needed |= producers.get("/".join(parts), set())  # the output itself, or outputs inside the dep
-            for n in range(1, len(parts)):
-                needed |= exact.get("/".join(parts[:n]), set())  # the dep inside an output directory
-        before.append(needed - {j})
-    order: list[int] = []
-    done: set[int] = set()
-    while len(order) < len(items):
-        ready = next((k for k in range(len(items)) if k not in done and before[k] <= done), None)
-        if ready is None:
-            raise SystemExit("error: the stages' deps and outs form a cycle; dvc.yaml cannot be run in order")
-        order.append(ready)
-        done.add(ready)
-    return [items[k] for k in order]
-
-
-def _file_items(dvc_yaml: Path, prefix: str, params: dict) -> list[tuple[str, dict, Any]]:
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    out = []
-    for name, stage in stages.items():
-        name = prefix + name
-        stage = {k: v for k, v in stage.items() if k != "wdir"}  # every stage runs in the repository root
-        if "matrix" in stage:
-            axes = {k: substitute(v, params) for k, v in stage["matrix"].items()}
-            body = {k: v for k, v in stage.items() if k != "matrix"}
-            for values in itertools.product(*axes.values()):
-                item = dict(zip(axes, values, strict=True))
-                key = "-".join(str(v) for v in values)
-                out.append((f"{name}@{key}", substitute(body, {**params, "item": item}), item))
-        elif "foreach" in stage:
-            items = substitute(stage["foreach"], params)
-            pairs = items.items() if isinstance(items, dict) else ((i, i) for i in items)
-            for key, item in pairs:
-                out.append((f"{name}@{key}", substitute(stage["do"], {**params, "item": item, "key": key}), item))
-        else:
-            out.append((name, substitute(stage, params), None))
-    return out
-
-
-def expanded_stages(dvc_yaml: Path, params_file: Path | None = None) -> list[tuple[str, dict]]:
-    """(name, stage body with every reference resolved) for every stage, matrix and foreach stages expanded."""
-    return [(name, body) for name, body, _ in expanded_items(dvc_yaml, params_file)]
-
-
-def stage_commands(dvc_yaml: Path, params_file: Path | None = None) -> list[tuple[str, str]]:
-    """(name, cmd) for every stage, in file order, matrix and foreach stages expanded."""
-    return [(name, body["cmd"]) for name, body in expanded_stages(dvc_yaml, params_file)]
 
 
 def command(cmd: str) -> tuple[dict[str, str], list[str]]:
@@ -226,15 +118,13 @@ def device_line_edited(lines: list[str], section: str, device: str) -> list[str]
 
 
 class Stage(NamedTuple):
-    name: str
+    name: str  # as DVC addresses it
+    kind: str  # its pipeline/<kind>/dvc.yaml's kind, or its name for a stage of the root dvc.yaml
     cmd: str
+    wdir: str  # where its cmd runs, relative to the repository root
     lane_key: Any  # the matrix item's seed; None for a stage of the whole study
     timing: Path | None  # its timings/ output
-
-    @property
-    def kind(self) -> str:
-        """The stage name before ``@``, without the dvc.yaml path DVC puts before a per-kind file's stages."""
-        return self.name.split(":")[-1].split("@")[0]
+    after: tuple[str, ...]  # the stages whose outputs it reads
 
 
 class Result(NamedTuple):
@@ -250,36 +140,43 @@ class Result(NamedTuple):
         return None if self.wall is None or self.work is None else self.wall - self.work
 
 
-def stages_of(dvc_yaml: Path, params_file: Path | None = None) -> list[Stage]:
+def stages_of(root: Path) -> list[Stage]:
+    """The stages of the pipeline at ``root``, from DVC, in the order they run."""
     out = []
-    for name, body, item in expanded_items(dvc_yaml, params_file):
-        outs = [next(iter(o)) if isinstance(o, dict) else o for o in body.get("outs", [])]
-        timing = next((Path(o) for o in outs if o.startswith(TIMINGS) and o.endswith(".json")), None)
+    for resolved in shape.stages(root):
+        timing = next((o for o in resolved.outs if o.startswith(TIMINGS) and o.endswith(".json")), None)
+        item = resolved.item
         seed = item.get("seed") if isinstance(item, dict) else None
-        out.append(Stage(name, body["cmd"], seed, timing))
+        kind = shape.kind(resolved.address, root) or resolved.address
+        path = None if timing is None else Path(timing)
+        out.append(Stage(resolved.address, kind, resolved.body["cmd"], resolved.wdir, seed, path, resolved.after))
     return out
 
 
-def check_lanes(dvc_yaml: Path, params_file: Path | None = None) -> None:
+def write_plan(stages: list[Stage], path: Path) -> None:
+    """The stages, in order, as JSON for ``read_plan`` on a machine without DVC."""
+    rows = [{**s._asdict(), "timing": None if s.timing is None else s.timing.as_posix()} for s in stages]
+    path.write_text(json.dumps({"stages": rows}, indent=1) + "\n")
+
+
+def read_plan(path: Path) -> list[Stage]:
+    rows = json.loads(path.read_text())["stages"]
+    return [
+        Stage(**{**row, "timing": None if row["timing"] is None else Path(row["timing"]), "after": tuple(row["after"])})
+        for row in rows
+    ]
+
+
+def check_lanes(stages: list[Stage]) -> None:
     """Refuse to run lanes if a seed's stage reads another seed's output (lanes would race)."""
-    items = expanded_items(dvc_yaml, params_file)
-    producer = {}
-    for name, body, item in items:
-        for o in body.get("outs", []) + body.get("metrics", []) + body.get("plots", []):
-            path = next(iter(o)) if isinstance(o, dict) else o
-            producer[path.rstrip("/")] = (name, item.get("seed") if isinstance(item, dict) else None)
-    for name, body, item in items:
-        seed = item.get("seed") if isinstance(item, dict) else None
-        if seed is None:
-            continue
-        for dep in body.get("deps", []):
-            dep = dep.rstrip("/")
-            for path, (other, other_seed) in producer.items():
-                related = path == dep or path.startswith(dep + "/") or dep.startswith(path + "/")
-                if related and other_seed is not None and other_seed != seed:
-                    raise SystemExit(
-                        f"error: {name} (seed {seed}) reads {dep} of {other} (seed {other_seed}): no lanes"
-                    )
+    seed_of = {s.name: s.lane_key for s in stages}
+    for stage in stages:
+        for other in stage.after:
+            if stage.lane_key is not None and seed_of.get(other) not in (None, stage.lane_key):
+                raise SystemExit(
+                    f"error: {stage.name} (seed {stage.lane_key}) reads an output of {other} (seed "
+                    f"{seed_of[other]}): no lanes"
+                )
 
 
 def phases(stages: list[Stage]) -> list[list[Stage]]:
@@ -331,7 +228,9 @@ class Runner:
         assigned, argv = command(stage.cmd)
         stamp, start = time.time(), time.perf_counter()
         try:
-            done = subprocess.run(argv, env={**os.environ, **assigned}, capture_output=True, text=True, timeout=left)
+            done = subprocess.run(
+                argv, cwd=stage.wdir, env={**os.environ, **assigned}, capture_output=True, text=True, timeout=left
+            )
             status, output = "ok", done.stdout
             if done.returncode != 0:
                 status = f"failed (exit {done.returncode})"
@@ -469,7 +368,7 @@ def median(values: list[float]) -> str:
 
 
 def kind_table(results: list[Result]) -> str:
-    """Per stage kind (the dvc.yaml stage name before ``@``): medians, totals and start-up's share."""
+    """Per stage kind: medians, totals and start-up's share."""
     kinds: dict[str, list[Result]] = {}
     for r in results:
         if r.wall is not None:
@@ -499,33 +398,35 @@ def kind_table(results: list[Result]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip", action="append", default=[], help="stage or group name to skip (repeatable)")
-    parser.add_argument("--only", action="append", default=[], help="run only this stage or group (repeatable)")
+    parser.add_argument("--skip", action="append", default=[], help="stage name or kind to skip (repeatable)")
+    parser.add_argument("--only", action="append", default=[], help="run only this stage or kind (repeatable)")
     parser.add_argument("--lanes", type=int, default=1, help="worker lanes for the stages of different seeds")
     parser.add_argument("--budget", type=float, help="seconds after which no stage starts and a running one is killed")
     parser.add_argument("--table", type=Path, help="write the table and summaries here too")
+    plan = parser.add_mutually_exclusive_group()
+    plan.add_argument("--plan", type=Path, help="run the stages of this plan instead of asking DVC")
+    plan.add_argument("--write-plan", type=Path, help="write DVC's stages to this plan and run nothing")
     args = parser.parse_args()
     if args.lanes < 1:
         parser.error("--lanes must be at least 1")
-    dvc_yaml, params_file = Path("dvc.yaml"), Path("params.yaml")
-    params = yaml.safe_load(params_file.read_text()) or {}
+    if args.write_plan:
+        write_plan(stages_of(Path.cwd()), args.write_plan)
+        return
+    stages = read_plan(args.plan) if args.plan else stages_of(Path.cwd())
+    params = yaml.safe_load(Path("params.yaml").read_text()) or {}
     section = device_section(params)
     device = params.get(section, {}).get("device", "auto")
     if args.lanes > 1:
-        check_lanes(dvc_yaml, params_file)
+        check_lanes(stages)
     selected = []
-    for stage in stages_of(dvc_yaml, params_file):
-        if (
-            stage.name in args.skip
-            or stage.kind in args.skip
-            or (args.only and not {stage.name, stage.kind} & set(args.only))
-        ):
+    for stage in stages:
+        if {stage.name, stage.kind} & set(args.skip) or (args.only and not {stage.name, stage.kind} & set(args.only)):
             print(f"{stage.name:30s} skipped", flush=True)
         else:
             selected.append(stage)
     budget = "no budget" if args.budget is None else f"budget {args.budget:.0f} s"
     header = (
-        f"Stages of dvc.yaml, one process each ({sys.executable}); {section}.device = {device}; {args.lanes} "
+        f"Stages of the dvc.yaml files, one process each ({sys.executable}); {section}.device = {device}; {args.lanes} "
         f"lane(s), {budget}.\n"
         "start-up = process wall - work; work = the stage's own wall_s in timings/<variant>/<seed>/<stage>.json, "
         "timed from after params, device and data are loaded to its last write. Start-up is Python, imports, "

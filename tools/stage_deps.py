@@ -16,6 +16,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
+sys.path.insert(0, str(SRC))  # landscape, without an install too
+from landscape.study import shape  # noqa: E402  (the pipeline's dvc.yaml files)
 
 
 def module_file(name: str) -> Path | None:
@@ -66,18 +68,13 @@ def module_closure(script: Path) -> set[str]:
     return {str(module_file(n).relative_to(REPO)) for n in seen if module_file(n) is not None}
 
 
-def dvc_files() -> list[Path]:
-    """The pipeline's dvc.yaml files: the root one and one per per-run stage kind (``pipeline/<kind>/dvc.yaml``)."""
-    return [REPO / "dvc.yaml", *sorted(REPO.glob("pipeline/*/dvc.yaml"))]
-
-
 def stage_bodies(dvc_yaml: Path | None = None) -> dict[str, dict]:
     """Stage name (as written, unique over the files) -> its body (a foreach stage's ``do``), of ``dvc_yaml`` or,
-    by default, of every file of the pipeline."""
+    by default, of every file of the pipeline (``landscape.study.shape.dvc_files``)."""
     import yaml
 
     out = {}
-    for path in [dvc_yaml] if dvc_yaml else dvc_files():
+    for path in [dvc_yaml] if dvc_yaml else shape.dvc_files(REPO):
         for name, body in yaml.safe_load(path.read_text())["stages"].items():
             out[name] = body.get("do", body)
     return out
@@ -92,7 +89,7 @@ def stage_scripts(dvc_yaml: Path | None = None) -> dict[str, str]:
 
 
 def rewrite_all() -> None:
-    for path in dvc_files():
+    for path in shape.dvc_files(REPO):
         rewrite(path)
 
 
