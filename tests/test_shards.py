@@ -1,10 +1,10 @@
 """Integration: the study split over several machines through DVC's shared run-cache (README "Several machines").
 
-One tiny project (conftest.tiny_project: Model A and B x seeds 0 and 1), one local-directory DVC remote, and
-four clones of it, each standing for a machine: `make shard SEED=0`, `make shard SEED=1 VARIANT=mlp` and
-`make shard SEED=1 VARIANT=cnn` run in three of them, then `make collect` in the fourth restores every stage the
-shards ran and runs only aggregate and plots. The first clone then runs the rest of the study up to aggregate by
-itself: the single-machine result the collected one must equal.
+One tiny project (conftest.tiny_project: Model A and B x seed REPRODUCED_SEEDS), one local-directory DVC remote, and
+three clones of it, each standing for a machine: `make shard SEED=0 VARIANT=mlp` and `make shard SEED=0 VARIANT=cnn`
+run in two of them, then `make collect` in the third restores every stage the shards ran and runs only aggregate
+and plots. The single-machine result the collected one must equal is conftest's session-wide ``reproduced``
+project: the same tiny study, reproduced by one `dvc repro`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DVC, REPO, TINY_PARAMS, run_command, tiny_project
+from conftest import DVC, REPO, REPRODUCED_SEEDS, TINY_PARAMS, run_command, tiny_project
 
 pytestmark = pytest.mark.slow
 
-SEEDS = TINY_PARAMS["study"]["seeds"]
+SEEDS = REPRODUCED_SEEDS
 VARIANTS = TINY_PARAMS["study"]["variants"]
 SUMMARY = ("aggregate", "plots")
-SHARDS = [{"SEED": 0}, {"SEED": 1, "VARIANT": "mlp"}, {"SEED": 1, "VARIANT": "cnn"}]  # make's variables
+SHARDS = [{"SEED": 0, "VARIANT": "mlp"}, {"SEED": 0, "VARIANT": "cnn"}]  # make's variables
 
 
 def run(args: list, cwd: Path, check: bool = True):
@@ -57,7 +57,7 @@ class Study:
     stages: set[str]  # every stage of the tiny study, as DVC names it (pipeline/<kind>/dvc.yaml:<name>@<v>-<s>)
     shards: list[Repro]  # what `make shard` did in clone shard<i> with the variables SHARDS[i]
     collected: Repro  # what `make collect` did in the collecting clone
-    single: Repro  # what `dvc repro aggregate` did afterwards in clone shard0: the rest of the study, run there
+    single: Path  # the same study reproduced on one machine (conftest's ``reproduced``)
 
     def clone(self, name: str) -> Path:
         return self.root / name
@@ -69,9 +69,9 @@ class Study:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+def study(tmp_path_factory: pytest.TempPathFactory, reproduced: tuple[Path, set[str]]) -> Study:
     root = tmp_path_factory.mktemp("shards")
-    origin = tiny_project(root)
+    origin = tiny_project(root, study={"seeds": SEEDS})
     run([*DVC, "remote", "add", "-d", "store", root / "store"], origin)
     run(["git", "add", "-A"], origin)
     run(["git", "commit", "-qm", "tiny study"], origin)
@@ -79,17 +79,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
         run(["git", "clone", "-q", origin, root / name], root)
     shards = [Repro.of(make(root / f"shard{i}", "shard", **variables).stdout) for i, variables in enumerate(SHARDS)]
     collected = Repro.of(make(root / "collector", "collect").stdout)
-    single = Repro.of(run([*DVC, "repro", "aggregate"], root / "shard0").stdout)
     stages = set(run([*DVC, "stage", "list", "--all", "--name-only"], origin).stdout.split())  # every dvc.yaml
-    return Study(root, stages, shards, collected, single)
+    return Study(root, stages, shards, collected, reproduced[0])
 
 
 def test_a_shard_runs_its_share_and_reuses_what_another_shard_pushed(study: Study) -> None:
     assert len(study.per_run(0)) == 5 * len(VARIANTS)  # training and 4 probes per variant
-    assert len(study.per_run(1, "mlp")) == 5
-    assert study.shards[0].ran == {"download", *study.per_run(0)}
-    assert study.shards[0].restored == set()
-    for shard, variables in zip(study.shards[1:], SHARDS[1:], strict=True):
+    assert len(study.per_run(0, "mlp")) == 5
+    first, *others = zip(study.shards, SHARDS, strict=True)
+    assert first[0].ran == {"download", *study.per_run(0, first[1]["VARIANT"])}
+    assert first[0].restored == set()
+    for shard, variables in others:
         assert shard.ran == study.per_run(variables["SEED"], variables["VARIANT"])
         # each pulled the first shard's run-cache: the same dataset, so the same download stage
         assert shard.restored == {"download"}
@@ -100,15 +100,13 @@ def test_collect_restores_every_run_and_runs_only_the_summary(study: Study) -> N
     assert study.collected.restored == study.stages - set(SUMMARY)
     collector = study.clone("collector")
     for i, variables in enumerate(SHARDS):  # the shards' own files (timings too: what the study cost)
-        for variant in [variables["VARIANT"]] if "VARIANT" in variables else VARIANTS:
-            timing = Path("timings", variant, str(variables["SEED"]), "train.json")
-            assert (collector / timing).read_bytes() == (study.clone(f"shard{i}") / timing).read_bytes(), timing
+        timing = Path("timings", variables["VARIANT"], str(variables["SEED"]), "train.json")
+        assert (collector / timing).read_bytes() == (study.clone(f"shard{i}") / timing).read_bytes(), timing
     assert run([*DVC, "status"], collector).stdout.strip().endswith("up to date.")
 
 
 def test_collected_study_equals_a_single_machine_run(study: Study) -> None:
-    assert study.single.ran == {*study.per_run(1), "aggregate"}  # seed 1 anew, on this clone
-    collector, single = study.clone("collector"), study.clone("shard0")
+    collector, single = study.clone("collector"), study.single
     collected = json.loads((collector / "metrics" / "study.json").read_text())
     assert collected["seeds"] == SEEDS
     assert collected == json.loads((single / "metrics" / "study.json").read_text())
