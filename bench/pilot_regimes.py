@@ -1,8 +1,9 @@
 """One-seed pilot that SIZES the next design of question 1 ("question 1 at matched fit", issue 26).
 
-This is a sizing tool, not a result: one training seed (0), one machine, one thread. Its numbers say how long
-runs take, which cells train at all, and where a common train-loss target and epoch cap could sit; they are
-not evidence for or against any claim of the study, and nothing in the pipeline reads them.
+This is a sizing tool, not a result: one training seed (0; ``hard2`` adds seeds 1 and 2 of one cell), one
+machine, one thread. Its numbers say how long runs take, which cells train at all, and where a common train-loss
+target and epoch cap could sit; they are not evidence for or against any claim of the study, and nothing in the
+pipeline reads them.
 
 It reuses the study's own code rather than a training loop of its own: ``landscape.study.train.train_model``
 (seeding, optimizer, schedule, batch order, divergence handling), the data split and the fixed train-eval subset
@@ -19,6 +20,12 @@ already there unless ``--force``):
   a deep plain MLP, and the initial weights scaled x3 and x0.3. PILOT-ONLY HACK: the init scale multiplies every
   weight tensor of dim > 1 right after ``build_model`` by swapping ``landscape.study.train.build_model`` for a
   wrapper during that cell; the study has no such knob.
+- ``hard2``: more MLP cells at the default lr 0.05, momentum 0.9, cosine, 10 epochs, looking for cells hard for a
+  reason other than the learning rate (``hard`` found none): the default again (same-session reference), init
+  x0.2 / x0.15 / x0.1 / x0.05 (the same hack), bottlenecks [256, 8, 128] and [256, 4, 128], weight decay 2e-3,
+  5e-3 and 1e-2, deep plain MLPs of 8, 10, 11, 12, 14 and 16 hidden layers ([256] + 128s, no BN), deep10 with
+  init x0.3, batch 32 at the same lr (4x the steps and the noise scale lr / batch), and deep10 again at seeds 1
+  and 2 (the only cells not at seed 0).
 - ``constant``: Model A under a constant learning rate up to an epoch cap, stopped early once the eval-mode loss
   on the train-eval subset is <= ``--stop-loss`` (0.03). Each epoch records eval-mode train loss and accuracy,
   val loss and accuracy, the gap, lambda_max and wall time; the end adds the measures above.
@@ -29,6 +36,7 @@ already there unless ``--force``):
 Usage, from the repository root (one core: torch uses 1 thread; run it niced):
 
     nice -n 5 env PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py hard
+    nice -n 5 env PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py hard2
     nice -n 5 env PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py constant [--cells b128_lr0.05 ...]
     nice -n 5 env PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py width [--with-reference]
     PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py report
@@ -199,16 +207,16 @@ def end_measures(model: nn.Module, stage: TrainingObserver, batch: int) -> dict:
 
 def run_cell(name: str, params: Params, data, train_eval, model_cfg: ModelConfig, cfg: TrainParams, *,
              draws: str, scale: float = 1.0, evaluate_each_epoch: bool = False,
-             stop_loss: float | None = None) -> dict:  # fmt: skip
+             stop_loss: float | None = None, seed: int = SEED) -> dict:  # fmt: skip
     """Train one cell with the study's ``train_model`` and the train stage's observer; one JSON-able record."""
     batch = params.runtime.eval_batch_size
-    stage = TrainingObserver(params, draws, SEED, data, cfg)
+    stage = TrainingObserver(params, draws, seed, data, cfg)
     obs = PilotObserver(stage, data, train_eval, batch, evaluate_each_epoch, stop_loss)
     t0 = time.perf_counter()
     history, diverged = None, None
     with init_scale(scale):
         try:
-            run = train_model(name, model_cfg, cfg, SEED, data, train_eval, torch.device("cpu"), batch,
+            run = train_model(name, model_cfg, cfg, seed, data, train_eval, torch.device("cpu"), batch,
                               progress=False, observe=obs)  # fmt: skip
             model, history, diverged = run.model, run.history, run.diverged
         except StopEarly:
@@ -225,7 +233,7 @@ def run_cell(name: str, params: Params, data, train_eval, model_cfg: ModelConfig
     final_val = evaluate(model, data.val, batch)
     record = {
         "cell": name,
-        "seed": SEED,
+        "seed": seed,
         "model": dataclasses.asdict(model_cfg),
         "train": dataclasses.asdict(cfg),
         "init_scale": scale,
@@ -283,6 +291,32 @@ def group_cells(group: str, params: Params, args) -> list[tuple[str, dict]]:
             ("deep6", {"model_cfg": mlp_config(params, [256, 128, 128, 128, 128, 128]), "cfg": base}),
             ("init_x3", {"model_cfg": mlp_config(params), "cfg": base, "scale": 3.0}),
             ("init_x0.3", {"model_cfg": mlp_config(params), "cfg": base, "scale": 0.3}),
+        ]
+    if group == "hard2":
+        a = mlp_config(params)
+        deep10 = mlp_config(params, [256] + [128] * 9)
+        return [  # cheapest first
+            ("default", {"model_cfg": a, "cfg": base}),
+            ("init_x0.2", {"model_cfg": a, "cfg": base, "scale": 0.2}),
+            ("init_x0.15", {"model_cfg": a, "cfg": base, "scale": 0.15}),
+            ("init_x0.1", {"model_cfg": a, "cfg": base, "scale": 0.1}),
+            ("init_x0.05", {"model_cfg": a, "cfg": base, "scale": 0.05}),
+            ("bottleneck8", {"model_cfg": mlp_config(params, [256, 8, 128]), "cfg": base}),
+            ("bottleneck4", {"model_cfg": mlp_config(params, [256, 4, 128]), "cfg": base}),
+            ("wd2e-3", {"model_cfg": a, "cfg": dataclasses.replace(base, weight_decay=2e-3)}),
+            ("wd5e-3", {"model_cfg": a, "cfg": dataclasses.replace(base, weight_decay=5e-3)}),
+            ("wd1e-2", {"model_cfg": a, "cfg": dataclasses.replace(base, weight_decay=1e-2)}),
+            ("deep8", {"model_cfg": mlp_config(params, [256] + [128] * 7), "cfg": base}),
+            ("deep10", {"model_cfg": deep10, "cfg": base}),
+            ("deep11", {"model_cfg": mlp_config(params, [256] + [128] * 10), "cfg": base}),
+            ("deep12", {"model_cfg": mlp_config(params, [256] + [128] * 11), "cfg": base}),
+            ("deep14", {"model_cfg": mlp_config(params, [256] + [128] * 13), "cfg": base}),
+            ("deep10_init_x0.3", {"model_cfg": deep10, "cfg": base, "scale": 0.3}),
+            ("deep16", {"model_cfg": mlp_config(params, [256] + [128] * 15), "cfg": base}),
+            ("batch32", {"model_cfg": a, "cfg": dataclasses.replace(base, batch_size=32)}),
+            # deep10 sits next to the depth at which seed 0 stops training: is it seed 0's luck?
+            ("deep10_seed1", {"model_cfg": deep10, "cfg": base, "seed": 1}),
+            ("deep10_seed2", {"model_cfg": deep10, "cfg": base, "seed": 2}),
         ]
     if group == "constant":
         out = []
@@ -392,36 +426,69 @@ def per_epoch_s(r: dict) -> float:
     return sorted(rows)[len(rows) // 2] if rows else math.nan  # median
 
 
+HARD_HEADER = ["cell", "params", "train loss init", "λ_max init", "train loss ep 1", "λ_max ep 1",
+               "final train loss", "× default", "val acc %", "gap pp", "final λ_max", "state", "wall s"]  # fmt: skip
+
+
+def hard_row(r: dict, ref: dict | None) -> list[str]:
+    """One row of a hard-cell table (``HARD_HEADER``); ``ref``: the default cell, for the ratio."""
+    h1 = next((h for h in r["history"] if h["epoch"] == 1), {})
+    f = r["final"]
+    ratio = f["train_loss"] / ref["final"]["train_loss"] if ref else math.nan
+    state = "diverged" if r["diverged"] else "dead" if r["dead"] else "trains"
+    h0 = r["history"][0]
+    return [r["cell"], f"{r['n_parameters']:,}", fmt(h0["train_loss"], ".3f"), fmt(h0["lambda_max"], ".2f"),
+            fmt(h1.get("train_loss"), ".4f"), fmt(h1.get("lambda_max"), ".2f"), fmt(f["train_loss"], ".4f"),
+            fmt(ratio, ".2f"), fmt(100 * f["val_acc"], ".2f"), fmt(100 * f["gap"], "+.2f"),
+            fmt(f["lambda_max_end"], ".2f"), state, fmt(r["wall_s"], ".0f")]  # fmt: skip
+
+
+def setting(r: dict, ref: dict | None) -> str:
+    """What a cell changes from the default cell: hidden widths, init scale, train keys."""
+    if ref is None:
+        return "—"
+    out = []
+    if r["model"]["widths"] != ref["model"]["widths"]:
+        w = r["model"]["widths"]
+        out.append(f"hidden [{w[0]}] + [{w[1]}] x {len(w) - 1}" if len(w) > 3 and len(set(w[1:])) == 1 else
+                   f"hidden {w}")  # fmt: skip
+    if r["seed"] != ref["seed"]:
+        out.append(f"seed {r['seed']}")
+    if r["init_scale"] != 1.0:
+        out.append(f"init x{r['init_scale']:g}")
+    out += [f"{k} {v:g}" for k, v in r["train"].items() if v != ref["train"][k] and isinstance(v, int | float)]
+    return ", ".join(out) or "default"
+
+
 def report() -> None:
     lines = ["# Pilot for issue 26 (question 1 at matched fit): sizing only, not a result", "",
-             "One training seed (0), Model A unless named, one torch thread on the 2-core AMD EPYC dev machine (shared "
-             "with other work, so times are upper-ish). Every number below is read from `bench/pilots/<group>.jsonl` "
-             "by `PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py report`; the cells were made by "
-             "`nice -n 5 env PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py <group>` (per-cell command in the "
-             "jsonl's `command`). Script and method: `bench/pilot_regimes.py` (docstring).", ""]  # fmt: skip
+             "One training seed (0) and Model A unless named, one torch thread on the 2-core AMD EPYC dev machine "
+             "(shared with other work, so times are upper-ish). Every number below is read from "
+             "`bench/pilots/<group>.jsonl` by `PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py report`; the "
+             "cells were made by `nice -n 5 env PYTHONPATH=src .venv/bin/python bench/pilot_regimes.py <group>` "
+             "(per-cell command in the jsonl's `command`). Script and method: `bench/pilot_regimes.py` (docstring).",
+             ""]  # fmt: skip
     hard = load("hard")
     if hard:
         ref = next((r for r in hard if r["cell"] == "default"), None)
-        rows = []
-        for r in hard:
-            h1 = next((h for h in r["history"] if h["epoch"] == 1), {})
-            f = r["final"]
-            ratio = f["train_loss"] / ref["final"]["train_loss"] if ref else math.nan
-            state = "diverged" if r["diverged"] else "dead" if r["dead"] else "trains"
-            h0 = r["history"][0]
-            rows.append([r["cell"], f"{r['n_parameters']:,}", fmt(h0["train_loss"], ".3f"),
-                         fmt(h0["lambda_max"], ".2f"),
-                         fmt(h1.get("train_loss"), ".4f"), fmt(h1.get("lambda_max"), ".2f"),
-                         fmt(f["train_loss"], ".4f"), fmt(ratio, ".2f"), fmt(100 * f["val_acc"], ".2f"),
-                         fmt(100 * f["gap"], "+.2f"), fmt(f["lambda_max_end"], ".2f"), state,
-                         fmt(r["wall_s"], ".0f")])  # fmt: skip
+        rows = [hard_row(r, ref) for r in hard]
         lines += ["## Group 3 (`hard`): hard-to-train MLP cells, lr 0.05 cosine, 10 epochs", "",
                   "Train loss and accuracy are eval mode on the fixed 10k train-eval subset; λ_max on the 500-image "
                   "Hessian subset (epoch 0 and 1: the train stage's observer; final: cold 15-iteration Lanczos). "
                   "`× default`: final train loss over the default cell's.", ""]  # fmt: skip
-        lines += table(["cell", "params", "train loss init", "λ_max init", "train loss ep 1", "λ_max ep 1",
-                        "final train loss", "× default", "val acc %", "gap pp", "final λ_max", "state",
-                        "wall s"], rows)  # fmt: skip
+        lines += table(HARD_HEADER, rows)
+        lines.append("")
+    hard2 = load("hard2")
+    if hard2:
+        ref = next((r for r in hard2 if r["cell"] == "default"), None)
+        rows = [[*hard_row(r, ref)[:1], setting(r, ref), *hard_row(r, ref)[1:], fmt(per_epoch_s(r), ".2f")]
+                for r in sorted(hard2, key=lambda r: r["final"]["train_loss"])]  # fmt: skip
+        lines += ["## Group 4 (`hard2`): more hard-to-train MLP cells, lr 0.05 momentum 0.9 cosine, 10 epochs", "",
+                  "Sorted by final train loss. Columns as in group 3 (`× default`: over this group's own `default` "
+                  "cell); setting: what the cell changes from Model A's default (hidden widths, the pilot-only init "
+                  "scale of the weight tensors, train keys). s/epoch: median wall time of one epoch's training pass "
+                  "plus train_model's end-of-epoch evaluation (no λ_max), one thread.", ""]  # fmt: skip
+        lines += table([HARD_HEADER[0], "setting", *HARD_HEADER[1:], "s/epoch"], rows)
         lines.append("")
     const = load("constant")
     if const:
@@ -505,7 +572,7 @@ def report() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("group", choices=["hard", "constant", "width", "report"])
+    ap.add_argument("group", choices=["hard", "hard2", "constant", "width", "report"])
     ap.add_argument("--cells", nargs="*", help="only these cells of the group")
     ap.add_argument("--force", action="store_true", help="rerun cells already in the jsonl")
     ap.add_argument("--cap", type=int, help="epoch cap of every constant-lr cell (default: 60, 150 at batch 4096)")
