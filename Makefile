@@ -76,8 +76,10 @@ shard: setup
 collect: setup
 	dvc repro --pull
 
+# Two workers (this CPU's cores), each taking whole test files (--dist loadfile), so that a file's module-scoped
+# project stays on one worker; the session-wide reproduced tiny project is built once per worker that needs it.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Side-by-side benchmark (not part of dvc repro; see bench/README.md): needs data/raw, and uses the
 # trained models of seed 0 where a dvc repro has made them.
