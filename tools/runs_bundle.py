@@ -27,6 +27,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from dvc_data.hashfile.hash_info import HashInfo
+from dvc_data.hashfile.meta import Meta
+from dvc_data.hashfile.tree import Tree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # landscape, without an install too
 from landscape.errors import StudyError  # noqa: E402
@@ -82,19 +85,22 @@ def locked_dirs(root: Path) -> dict[str, tuple[str, str]]:
 
 
 def dir_md5(hashes: dict[str, str], top: str) -> str:
-    """DVC's hash of the directory ``top`` holding these files (relpath from the root -> md5): the md5 of the
-    sorted JSON list of ``{"md5", "relpath"}``, relpath from ``top``, with ``.dir`` appended."""
-    entries = sorted(
-        ({"md5": h, "relpath": rel[len(top) + 1 :]} for rel, h in hashes.items() if rel.startswith(f"{top}/")),
-        key=lambda e: tuple(e["relpath"].split("/")),
-    )
-    return md5(json.dumps(entries, sort_keys=True).encode("utf-8")) + ".dir"
+    """DVC's hash of the directory ``top`` holding these files (relpath from the root -> md5), by DVC's own tree
+    (dvc_data): the md5 of the sorted list of ``{"md5", "relpath"}``, relpath from ``top``, with ``.dir`` appended."""
+    tree = Tree()
+    for rel, h in hashes.items():
+        if rel.startswith(f"{top}/"):
+            tree.add(tuple(rel[len(top) + 1 :].split("/")), Meta(), HashInfo("md5", h))
+    tree.digest()
+    return tree.hash_info.value
 
 
-def verify(hashes: dict[str, str], root: Path) -> None:
+def verify(hashes: dict[str, str], root: Path) -> dict[str, tuple[str, str]]:
     """Raise StudyError naming the first per-run output that the locks at ``root`` record but ``hashes`` (relpath
-    -> md5) lacks or holds with another md5, or the first directory that hashes otherwise than the root lock says."""
-    for rel, (want, where) in sorted(locked_outs(root).items()):
+    -> md5) lacks or holds with another md5, or the first directory that hashes otherwise than the root lock says;
+    else return the locks' outputs (``locked_outs``)."""
+    outs = locked_outs(root)
+    for rel, (want, where) in sorted(outs.items()):
         if rel not in hashes:
             raise StudyError(f"{rel} is missing; {where} records it (md5 {want})")
         if hashes[rel] != want:
@@ -102,9 +108,10 @@ def verify(hashes: dict[str, str], root: Path) -> None:
     for top, (want, where) in sorted(locked_dirs(root).items()):
         got = dir_md5(hashes, top)
         if got != want:
-            extra = sorted(set(hashes) - set(locked_outs(root)))
+            extra = sorted(set(hashes) - set(outs))
             hint = f" (files no per-run lock names: {', '.join(extra)})" if extra else ""
             raise StudyError(f"{top} hashes to {got}, but {where} records {want}{hint}")
+    return outs
 
 
 def read_runs(root: Path) -> dict[str, bytes]:
@@ -128,8 +135,7 @@ def pack(root: Path, out: Path) -> int:
     """Write the bundle of ``root``'s per-run outputs to ``out`` (atomically); the number of files. StudyError,
     and no bundle written, when they do not match the locks."""
     files = read_runs(root)
-    verify({rel: md5(data) for rel, data in files.items()}, root)
-    named = locked_outs(root)
+    named = verify({rel: md5(data) for rel, data in files.items()}, root)
     bundle = {
         "format": FORMAT,
         "files": {rel: text_of(rel, data) for rel, data in files.items()},
