@@ -64,11 +64,6 @@ def test_difficulty_ranks_dead_and_diverged_runs_hardest_and_tied():
         E.difficulty([run("a", 0, 0.1), run("b", 1, math.nan)])
 
 
-def test_ranks_match_scipy_with_ties_and_inf():
-    v = [0.3, math.inf, 0.1, 0.3, math.inf, 2.0, 0.1, 0.3]
-    assert E._ranks(v) == pytest.approx(stats.rankdata(v))
-
-
 def test_cell_values_average_the_finite_seeds():
     runs = [run("a", 0, 0.1, lam=2.0), run("a", 1, 0.1, lam=math.nan), run("a", 2, 0.1, lam=4.0), run("b", 0, 0.1)]
     found = E.cell_values(runs, "lam")

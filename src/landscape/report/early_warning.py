@@ -29,7 +29,8 @@ Fixed before the runs; nothing here reads the validation curve.
   else "inconclusive". Power: ``smallest_reachable_p`` (can the test pass Holm's first step at all?) and
   ``minimum_detectable_tau`` (by simulation).
 
-numpy only (the report layer's install has no scipy); tests/test_early_warning.py checks against scipy.stats.
+Ranks from scipy.stats.rankdata; Kendall's tau-b is ranking's vectorised one (many shuffles at once), which
+tests/test_early_warning.py checks against scipy.stats.kendalltau.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 
 from landscape.report.ranking import CHUNK, _blocks, _tau_b_rows
 from landscape.report.stats import ALPHA, holm_family, kendall_tau
@@ -116,16 +118,6 @@ class SignalResult:
     verdict: str
 
 
-def _ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, ties given their mean rank (inf ranks last)."""
-    v = np.asarray(values, float)
-    ranks = np.empty(v.size)
-    ranks[np.argsort(v, kind="stable")] = np.arange(1, v.size + 1)
-    for value in np.unique(v):
-        ranks[v == value] = ranks[v == value].mean()
-    return ranks
-
-
 def difficulty(runs: Sequence[Run]) -> dict[str, float]:
     """Per cell, the mean over its runs of each run's rank among all runs by final training loss (1 = easiest);
     dead and diverged runs rank above every other run, tied. A cell of only such runs ties with the others like it.
@@ -134,7 +126,7 @@ def difficulty(runs: Sequence[Run]) -> dict[str, float]:
     bad = [f"{r.cell}/{r.seed}" for r, s in zip(runs, scores, strict=True) if math.isnan(s) or s == -math.inf]
     if bad:
         raise ValueError(f"difficulty: run(s) neither dead nor diverged without a final loss: {', '.join(bad)}")
-    ranks = _ranks(scores)
+    ranks = stats.rankdata(scores)  # ties share their mean rank; inf ranks last
     by_cell: dict[str, list[float]] = {}
     for r, rank in zip(runs, ranks, strict=True):
         by_cell.setdefault(r.cell, []).append(float(rank))
@@ -182,7 +174,7 @@ def partial_tau(signal: Sequence[float], target: Sequence[float], baseline: Sequ
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
-    return (_ranks(values) - 1.0) / max(values.size - 1, 1)
+    return (stats.rankdata(values) - 1.0) / max(values.size - 1, 1)
 
 
 def _shuffles(n: int, blocks: list[np.ndarray], resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
