@@ -112,7 +112,7 @@ def stages(root: Path) -> list[Resolved]:
             listed += [s for s in StageLoader(dvcfile, dvcfile.contents).values() if s.cmd]
         graph = build_graph(listed)  # an edge from each stage to each stage whose outputs it reads
         waits = {s: set(graph.successors(s)) for s in listed}
-        readers = {s: [r for r in listed if s in waits[r]] for s in listed}
+        readers = {s: list(graph.predecessors(s)) for s in listed}  # the stages that read its outputs
         rank = {s: n for n, s in enumerate(listed)}
         ready = [rank[s] for s in listed if not waits[s]]
         heapq.heapify(ready)
