@@ -54,22 +54,23 @@ repro: setup
 	dvc repro
 
 # Several machines (README "Several machines"): one clone per machine or job, one DVC remote for all.
-#   make shard SEED=1 [VARIANT=cnn]   the per-run stages <stage>@<variant>-<seed> of that share (in the
-#                                     pipeline/<kind>/dvc.yaml files: a --glob target per kind, from
+#   make shard VARIANT=cnn            the stages of that variant: its training, one stage per seed
+#                                     (train_cnn@cnn-<seed>), and its probes, one stage each looping over
+#                                     the seeds (robustness@cnn, slice@cnn, curvature@cnn; in the
+#                                     pipeline/<kind>/dvc.yaml files: --glob targets from
 #                                     src/landscape/study/shape.py) and what they need, then their outputs
 #                                     and run-cache entries to the remote
 #   make collect                      every stage the shards ran is restored from the run-cache; aggregate and
 #                                     plots run here
-# A SEED or VARIANT that names no stage is refused: `dvc repro --glob` with no match would run the whole study.
+# A VARIANT that names no stage is refused: `dvc repro --glob` with no match would run the whole study.
 # tests/test_shards.py runs both targets on the tiny test settings.
-SEED := *
 VARIANT := *
-SHARD := *@$(VARIANT)-$(SEED)
 .PHONY: shard collect
 shard: setup
-	@dvc stage list --all --name-only | { while read -r s; do case "$$s" in *:$(SHARD)) exit 0;; esac; done; exit 1; } \
-	  || { echo "make shard: no stage of the study matches '$(SHARD)' (see study: in params.yaml)" >&2; exit 1; }
-	@set -f; targets=$$(PYTHONPATH=src python -m landscape.study.shape '$(SHARD)') && [ -n "$$targets" ] || exit 1; \
+	@dvc stage list --all --name-only | { while read -r s; do case "$$s" in *:*@$(VARIANT)|*:*@$(VARIANT)-*) exit 0;; esac; \
+	  done; exit 1; } \
+	  || { echo "make shard: no stage of the study matches VARIANT='$(VARIANT)' (see study: in params.yaml)" >&2; exit 1; }
+	@set -f; targets=$$(PYTHONPATH=src python -m landscape.study.shape '$(VARIANT)') && [ -n "$$targets" ] || exit 1; \
 	  echo "dvc repro --pull --glob" $$targets; dvc repro --pull --glob $$targets
 	dvc push --run-cache
 

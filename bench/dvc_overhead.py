@@ -7,7 +7,7 @@ After each stage, DVC rewrites the whole dvc.lock of that stage's dvc.yaml (``Lo
 round-trip load and dump, ``dvc.utils.serialize.modify_yaml``), so the update costs time in proportion to the
 lock's size, once per stage: in all, quadratic in the size of the study. This times that same call on one lock
 holding every stage (the layout with a single dvc.yaml), and on the part that each stage kind (train,
-robustness, slice, path, curvature, the rest) owns with one dvc.yaml per kind (``pipeline/<kind>/``), and prints
+robustness, slice, curvature, the rest) owns with one dvc.yaml per kind (``pipeline/<kind>/``), and prints
 the lock I/O of one full run both ways (each stage's update times the number of stages that update it). By
 default it reads every stage of dvc.lock and pipeline/*/dvc.lock. It changes no file of the repository: it
 times copies in a temporary directory.
@@ -32,7 +32,7 @@ from landscape.study import shape  # noqa: E402
 
 def kind(stage: str) -> str:
     """A stage's kind from its name in a lock (``landscape.study.shape.kind``): ``train_cnn@cnn-0`` -> train,
-    ``slice@mlp-1`` -> slice; ``other`` for a stage of the root dvc.yaml."""
+    ``slice@mlp`` -> slice; ``other`` for a stage of the root dvc.yaml."""
     return shape.kind(stage, REPO) or "other"
 
 

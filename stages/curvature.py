@@ -1,35 +1,31 @@
-"""Stage curvature@<variant>-<seed>: Hessian eigenvalues, trace, relative flatness and per-layer curvature."""
+"""Stage curvature@<variant>, for every seed of study.seeds: Hessian eigenvalues, adaptive sharpness, trace,
+relative flatness and per-layer curvature."""
 
 from landscape.study.atomic import write_json
-from landscape.study.inputs import probe_data, study_inputs, trained_model
+from landscape.study.inputs import probe_data
+from landscape.study.probe_stage import SeedRun, run_probe_stage
 from landscape.study.serialize import to_json
-from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
+from landscape.study.stage import run_stage
 from landscape.study.summaries.curvature import curvature_probe
 
 
-def main(variant: str, seed: str) -> None:
-    run = RunPaths(variant, parse_seed(seed))
-    params, device, data = study_inputs(variant)
+def probe(s: SeedRun) -> str:
+    run, params = s.run, s.params
     p = params.curvature
-    model = trained_model(run, params, device)
-    split = probe_data(p.samples, params, data).splits["train"]
-    timer = Timer()
-    summary = curvature_probe(
-        model,
-        split,
-        params.runtime.eval_batch_size,
-        p,
-        params.probes,
-        variant,
-        run.seed,
-        draws=params.draw_family(variant),
-    )
+    split = probe_data(p.samples, params, s.data).splits["train"]
+    batch_size = params.runtime.eval_batch_size
+    draws = params.draw_family(run.variant)
+    summary = curvature_probe(s.model, split, batch_size, p, params.probes, run.variant, run.seed, draws=draws)
     write_json(run.metrics("curvature"), to_json(summary))
     top = summary.eigenvalues[0] if summary.eigenvalues else float("nan")
-    print(
-        f"curvature {variant} seed {run.seed}: lambda_max {top:.4g}, trace {summary.trace:.4g} "
-        f"in {timer.write(run.timing('curvature'))['wall_s']} s"
+    return (
+        f"lambda_max {top:.4g}, adaptive sharpness {summary.adaptive_sharpness:.4g}, "
+        f"||theta|| {summary.theta_norm:.4g}, trace {summary.trace:.4g}"
     )
+
+
+def main(variant: str) -> None:
+    run_probe_stage("curvature", variant, probe)
 
 
 if __name__ == "__main__":

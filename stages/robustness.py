@@ -1,27 +1,26 @@
-"""Stage robustness@<variant>-<seed>: accuracy under random parameter noise."""
+"""Stage robustness@<variant>: accuracy under random parameter noise, for every seed of study.seeds."""
 
 from landscape.study.atomic import write_csv, write_json
-from landscape.study.inputs import probe_data, study_inputs, trained_model
+from landscape.study.inputs import probe_data
+from landscape.study.probe_stage import SeedRun, run_probe_stage
 from landscape.study.serialize import to_json
-from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
+from landscape.study.stage import run_stage
 from landscape.study.summaries.robustness import ROBUSTNESS_COLUMNS, robustness_probe
 
 
-def main(variant: str, seed: str) -> None:
-    run = RunPaths(variant, parse_seed(seed))
-    params, device, data = study_inputs(variant)
+def probe(s: SeedRun) -> str:
+    run, params = s.run, s.params
     p = params.robustness
-    model = trained_model(run, params, device)
-    probe = probe_data(p.samples, params, data)
-    timer = Timer()
-    rows, summary = robustness_probe(
-        model, probe, p, params.probes, variant, run.seed, draws=params.draw_family(variant)
-    )
+    data = probe_data(p.samples, params, s.data)
+    draws = params.draw_family(run.variant)
+    rows, summary = robustness_probe(s.model, data, p, params.probes, run.variant, run.seed, draws=draws)
     write_csv(run.plot("robustness"), rows, ROBUSTNESS_COLUMNS)
     write_json(run.metrics("robustness"), to_json(summary))
-    print(
-        f"robustness {variant} seed {run.seed}: {len(rows)} rows in {timer.write(run.timing('robustness'))['wall_s']} s"
-    )
+    return f"{len(rows)} rows"
+
+
+def main(variant: str) -> None:
+    run_probe_stage("robustness", variant, probe)
 
 
 if __name__ == "__main__":

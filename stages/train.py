@@ -37,6 +37,10 @@ def main(variant: str, seed: str) -> None:
     save_checkpoint(run.initial, variant, model_cfg, model, training)
     timer.write(run.timing("train"), train_s=train_s, during_training_s=observer.seconds)
     state = f"diverged at epoch {result.diverged.epoch}" if result.diverged else f"val acc {summary.val.acc:.4f}"
+    if result.reached_loss is not None:
+        state += f", {'reached' if result.reached_loss else 'did not reach'} train loss {cfg.stop_loss:g} " + (
+            f"at epoch {len(result.history)}" if result.reached_loss else f"by the cap of {cfg.epochs} epochs"
+        )
     print(f"{variant} seed {run.seed}: {state}, gap {summary.gap:+.4f}; lambda_max per epoch took "
           f"{observer.seconds:.1f} s of {train_s + observer.seconds:.1f} s")  # fmt: skip
 

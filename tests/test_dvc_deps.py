@@ -14,7 +14,7 @@ from conftest import REPO
 from landscape.study import shape
 
 sys.path.insert(0, str(REPO / "tools"))
-from stage_deps import module_closure, stage_bodies, stage_scripts  # noqa: E402
+from stage_deps import covered, folder_deps, module_closure, stage_bodies, stage_scripts  # noqa: E402
 
 BODIES = list(stage_bodies().items())  # every stage of dvc.yaml and of pipeline/<kind>/dvc.yaml
 
@@ -29,14 +29,28 @@ def test_every_stage_kind_is_checked() -> None:
 @pytest.mark.parametrize(("name", "body"), BODIES, ids=[n for n, _ in BODIES])
 def test_stage_deps_cover_every_imported_module(name: str, body: dict) -> None:
     script = stage_scripts()[name]
-    deps = set(body["deps"])
+    deps = list(body["deps"])
     assert script in deps, f"stage {name}: its script {script} is not in deps"
-    missing = sorted(module_closure(REPO / script) - deps)
+    closure = module_closure(REPO / script)
+    missing = sorted(m for m in closure if not covered(m, deps))
     assert not missing, f"stage {name} imports {', '.join(missing)} but dvc.yaml does not list it in deps"
-    stale = sorted(p for p in deps if p.startswith("src/") and p not in module_closure(REPO / script))
+    stale = sorted(
+        p for p in deps if p.startswith("src/") and p not in folder_deps(deps) and p not in closure
+    ) + sorted(f for f in folder_deps(deps) if not any(m.startswith(f"{f}/") for m in closure))
     assert not stale, (
         f"stage {name} lists {', '.join(stale)} in deps but does not import it (python tools/stage_deps.py --write)"
     )
+    redundant = sorted(m for m in deps if m not in folder_deps(deps) and covered(m, folder_deps(deps)))
+    assert not redundant, f"stage {name} lists {', '.join(redundant)} and a folder dep above it"
+
+
+def test_probe_stages_depend_on_the_probes_folder() -> None:
+    """The probe stages depend on src/landscape/probes as one folder (issue 27), not on each module of it."""
+    bodies = dict(BODIES)
+    for name in ("robustness", "slice", "curvature"):
+        deps = bodies[name]["deps"]
+        assert "src/landscape/probes" in deps, name
+        assert not [d for d in deps if d.startswith("src/landscape/probes/")], name
 
 
 def test_closure_follows_imports_transitively() -> None:

@@ -24,7 +24,7 @@ from landscape.probes.directions import (
 )
 from landscape.probes.evaluation import evaluate
 from landscape.probes.perturb import recalibrate_batch_norm, restored
-from landscape.probes.summary import basin_width, fit_quadratic, interpolate_crossing, mean_std
+from landscape.probes.summary import basin_width, fit_quadratic, interpolate_crossing
 from landscape.probes.sweeps import alpha_grid
 from landscape.study.data import ProbeData, Split
 from landscape.study.models import CNN, MLP, build_model
@@ -463,11 +463,6 @@ def test_alpha_grid_is_symmetric_and_contains_zero(points, span):
     assert grid[0] == -span and grid[-1] == span
     assert grid == sorted(grid)
     assert all(a == -b for a, b in zip(grid, reversed(grid), strict=True))
-
-
-def test_mean_std_uses_sample_std():
-    assert mean_std([1.0, 2.0, 3.0, 4.0]) == {"mean": 2.5, "std": pytest.approx(math.sqrt(5 / 3))}
-    assert mean_std([7.0]) == {"mean": 7.0, "std": 0.0}
 
 
 def test_noise_curve_pairs_drops_by_trial_and_interpolates_sigma_star():

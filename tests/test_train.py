@@ -51,6 +51,8 @@ def train_cfg(optimizer: str, lr: float, weight_decay: float) -> TrainParams:
         weight_decay=weight_decay,
         schedule="constant",
         target_acc=0.5,
+        stop_loss=0.0,
+        stop_window=3,
     )
 
 
@@ -187,6 +189,26 @@ def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
     reached = [i + 1 for i, a in enumerate(val_accs) if a >= 0.5]
     expected = (float(reached[0]), False) if reached else (2.0, True)
     assert (s.epochs_to_target.value, s.epochs_to_target.censored) == expected
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_a_run_stops_at_the_first_epoch_whose_windowed_train_loss_reaches_stop_loss(tiny_dataset, window):
+    """Matched fit: with stop_loss > 0 a run ends after the first epoch whose mean eval-mode train-subset loss over
+    the last ``window`` epochs is <= stop_loss, and is the same run as one capped at that epoch."""
+    free = run_training("mlp", tiny_dataset, seed=0, epochs=8)
+    losses = [r.train_loss for r in free.history]
+    means = [sum(losses[e + 1 - window : e + 1]) / window for e in range(window - 1, len(losses))]
+    target = sorted(means)[len(means) // 2]  # reached part-way through the 8 epochs
+    stop = next(e + window for e, m in enumerate(means) if m <= target)  # 1-based epoch
+    cfg = dataclasses.replace(train_cfg("sgd", 0.05, 0.0), epochs=8, stop_loss=target, stop_window=window)
+    subset = tiny_dataset.train.subset(50, 0)
+    run = train_model("mlp", SMALL["mlp"], cfg, 0, tiny_dataset, subset, CPU, EVAL_BATCH, progress=False)
+    assert run.history == free.history[:stop] and run.reached_loss is True
+    assert run.steps == stop * math.ceil(len(tiny_dataset.train) / BATCH)
+    capped = dataclasses.replace(cfg, stop_loss=min(losses) / 10)  # never reached: trains to the cap, censored
+    never = train_model("mlp", SMALL["mlp"], capped, 0, tiny_dataset, subset, CPU, EVAL_BATCH, progress=False)
+    assert never.history == free.history and never.reached_loss is False
+    assert free.reached_loss is None  # stop_loss 0: no target
 
 
 def test_a_diverging_run_ends_cleanly_with_the_last_finite_weights(tiny_dataset):

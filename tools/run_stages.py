@@ -20,10 +20,12 @@ start-up, the rest: Python, imports, CUDA initialization, loading the data, and 
 older than the stage's process counts as missing. Stages without a ``timings/`` output (download,
 aggregate, plots) have a process wall only.
 
-``--lanes N`` runs the stages of different seeds concurrently: the single-machine analogue of one shard per
-seed. Stages whose matrix item has a ``seed`` run in N worker lanes, each lane running all stages of one seed
-in order, one process each; the stages of no seed (download before, aggregate and plots after) run alone,
-in order, between them. A seed's stages read only their own seed's outputs (checked before anything runs).
+``--lanes N`` runs the stages of different variants concurrently: the single-machine analogue of one shard per
+variant (``make shard VARIANT=...``). Stages whose matrix item has a ``variant`` (training, one stage per seed, and
+the probes, one stage per variant looping over the seeds) run in N worker lanes, each lane running all stages of one
+variant in order, one process each; the stages of no variant (download before, aggregate and plots after) run
+alone, in order, between them. A variant's stages read only their own variant's outputs (checked before anything
+runs).
 
 ``--budget S`` starts no stage after S seconds and kills one still running then; what ran stays in the table.
 After the first failure no further stage starts. ``--table FILE`` writes the table and summaries, rewritten
@@ -122,8 +124,8 @@ class Stage(NamedTuple):
     kind: str  # its pipeline/<kind>/dvc.yaml's kind, or its name for a stage of the root dvc.yaml
     cmd: str
     wdir: str  # where its cmd runs, relative to the repository root
-    lane_key: Any  # the matrix item's seed; None for a stage of the whole study
-    timing: Path | None  # its timings/ output
+    lane_key: Any  # the matrix item's variant; None for a stage of the whole study
+    timing: Path | None  # its timings/ output: a file, or a probe stage's folder of one file per seed
     after: tuple[str, ...]  # the stages whose outputs it reads
 
 
@@ -144,12 +146,12 @@ def stages_of(root: Path) -> list[Stage]:
     """The stages of the pipeline at ``root``, from DVC, in the order they run."""
     out = []
     for resolved in shape.stages(root):
-        timing = next((o for o in resolved.outs if o.startswith(TIMINGS) and o.endswith(".json")), None)
+        timing = next((o for o in resolved.outs if o.startswith(TIMINGS)), None)
         item = resolved.item
-        seed = item.get("seed") if isinstance(item, dict) else None
+        variant = item.get("variant") if isinstance(item, dict) else None
         kind = shape.kind(resolved.address, root) or resolved.address
         path = None if timing is None else Path(timing)
-        out.append(Stage(resolved.address, kind, resolved.body["cmd"], resolved.wdir, seed, path, resolved.after))
+        out.append(Stage(resolved.address, kind, resolved.body["cmd"], resolved.wdir, variant, path, resolved.after))
     return out
 
 
@@ -168,19 +170,19 @@ def read_plan(path: Path) -> list[Stage]:
 
 
 def check_lanes(stages: list[Stage]) -> None:
-    """Refuse to run lanes if a seed's stage reads another seed's output (lanes would race)."""
+    """Refuse to run lanes if a variant's stage reads another variant's output (lanes would race)."""
     seed_of = {s.name: s.lane_key for s in stages}
     for stage in stages:
         for other in stage.after:
             if stage.lane_key is not None and seed_of.get(other) not in (None, stage.lane_key):
                 raise SystemExit(
-                    f"error: {stage.name} (seed {stage.lane_key}) reads an output of {other} (seed "
+                    f"error: {stage.name} (variant {stage.lane_key}) reads an output of {other} (variant "
                     f"{seed_of[other]}): no lanes"
                 )
 
 
 def phases(stages: list[Stage]) -> list[list[Stage]]:
-    """The stages cut into consecutive runs of laned (seeded) and unlaned ones."""
+    """The stages cut into consecutive runs of laned (per-variant) and unlaned ones."""
     return [list(group) for _, group in itertools.groupby(stages, key=lambda s: s.lane_key is None)]
 
 
@@ -253,7 +255,8 @@ class Runner:
                     self.run(stage)
 
     def run_lanes(self, phase: list[Stage], lanes: int) -> None:
-        """The phase's stages grouped by seed; ``lanes`` workers each take a seed and run its stages in order."""
+        """The phase's stages grouped by variant; ``lanes`` workers each take a variant and run its stages in
+        order."""
         by_seed: dict[Any, list[Stage]] = {}
         for stage in phase:
             by_seed.setdefault(stage.lane_key, []).append(stage)
@@ -270,7 +273,9 @@ class Runner:
                 for i, stage in enumerate(seed_stages):
                     if not self.run(stage, lane):
                         for rest in seed_stages[i + 1 :]:
-                            self.record(Result(rest, f"not run: {self.stop or 'an earlier stage of its seed failed'}"))
+                            self.record(
+                                Result(rest, f"not run: {self.stop or 'an earlier stage of its variant failed'}")
+                            )
                         break
 
         count = min(lanes, len(by_seed))
@@ -325,11 +330,15 @@ def as_text(output: str | bytes | None) -> str:
 
 
 def stage_work(stage: Stage, started: float) -> float | None:
-    """``wall_s`` of the stage's timing file if this process wrote it (not older than ``started``)."""
-    if stage.timing is None or not stage.timing.is_file() or stage.timing.stat().st_mtime < started:
+    """``wall_s`` of the stage's timing file if this process wrote it (not older than ``started``); for a probe
+    stage's timings folder, the sum over its per-seed files, all written by this process."""
+    if stage.timing is None:
+        return None
+    files = sorted(stage.timing.rglob("*.json")) if stage.timing.is_dir() else [stage.timing]
+    if not files or any(not f.is_file() or f.stat().st_mtime < started for f in files):
         return None
     try:
-        return float(json.loads(stage.timing.read_text())["wall_s"])
+        return sum(float(json.loads(f.read_text())["wall_s"]) for f in files)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -400,7 +409,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip", action="append", default=[], help="stage name or kind to skip (repeatable)")
     parser.add_argument("--only", action="append", default=[], help="run only this stage or kind (repeatable)")
-    parser.add_argument("--lanes", type=int, default=1, help="worker lanes for the stages of different seeds")
+    parser.add_argument("--lanes", type=int, default=1, help="worker lanes for the stages of different variants")
     parser.add_argument("--budget", type=float, help="seconds after which no stage starts and a running one is killed")
     parser.add_argument("--table", type=Path, help="write the table and summaries here too")
     plan = parser.add_mutually_exclusive_group()
@@ -428,7 +437,7 @@ def main() -> None:
     header = (
         f"Stages of the dvc.yaml files, one process each ({sys.executable}); {section}.device = {device}; {args.lanes} "
         f"lane(s), {budget}.\n"
-        "start-up = process wall - work; work = the stage's own wall_s in timings/<variant>/<seed>/<stage>.json, "
+        "start-up = process wall - work; work = the stage's own wall_s in its timings/ file(s) (summed over seeds), "
         "timed from after params, device and data are loaded to its last write. Start-up is Python, imports, "
         "CUDA initialization, loading the data, and the exit."
     )

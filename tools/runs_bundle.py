@@ -101,6 +101,11 @@ def verify(hashes: dict[str, str], root: Path) -> dict[str, tuple[str, str]]:
     else return the locks' outputs (``locked_outs``)."""
     outs = locked_outs(root)
     for rel, (want, where) in sorted(outs.items()):
+        if want.endswith(".dir"):  # a probe stage's folder (metrics/runs/<variant>/<kind>): one file per seed
+            got = dir_md5(hashes, rel)
+            if got != want:
+                raise StudyError(f"{rel} hashes to {got}, but {where} records {want}")
+            continue
         if rel not in hashes:
             raise StudyError(f"{rel} is missing; {where} records it (md5 {want})")
         if hashes[rel] != want:
@@ -131,6 +136,12 @@ def text_of(rel: str, data: bytes) -> str:
         raise StudyError(f"{rel} is not UTF-8 text, which the bundle carries: {e}") from e
 
 
+def owner(rel: str, outs: dict[str, tuple[str, str]]) -> str | None:
+    """The ``pipeline/<kind>/dvc.lock:<stage>`` whose output is ``rel`` or a folder holding it; None if none."""
+    found = [where for path, (_, where) in outs.items() if rel == path or rel.startswith(f"{path}/")]
+    return found[0] if found else None
+
+
 def pack(root: Path, out: Path) -> int:
     """Write the bundle of ``root``'s per-run outputs to ``out`` (atomically); the number of files. StudyError,
     and no bundle written, when they do not match the locks."""
@@ -139,10 +150,7 @@ def pack(root: Path, out: Path) -> int:
     bundle = {
         "format": FORMAT,
         "files": {rel: text_of(rel, data) for rel, data in files.items()},
-        "outs": {
-            rel: {"md5": md5(data), "size": len(data), "lock": named.get(rel, (None, None))[1]}
-            for rel, data in files.items()
-        },
+        "outs": {rel: {"md5": md5(data), "size": len(data), "lock": owner(rel, named)} for rel, data in files.items()},
     }
     atomic.write_text(out, json.dumps(bundle, indent=1, sort_keys=True) + "\n")
     return len(files)

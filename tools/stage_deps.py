@@ -68,6 +68,21 @@ def module_closure(script: Path) -> set[str]:
     return {str(module_file(n).relative_to(REPO)) for n in seen if module_file(n) is not None}
 
 
+def folder_deps(deps: list[str]) -> list[str]:
+    """The deps that are folders of src/ (``src/landscape/probes``): each covers every module under it."""
+    return [d for d in deps if d.startswith("src/") and (REPO / d).is_dir()]
+
+
+def covered(module: str, deps: list[str]) -> bool:
+    """Whether ``module`` (a repository-relative path) is in ``deps`` itself or under one of its folder deps."""
+    return module in deps or any(module.startswith(f"{folder}/") for folder in folder_deps(deps))
+
+
+def dep_lines(closure: set[str], folders: list[str]) -> list[str]:
+    """A stage's src/ deps: its ``folders`` (kept as written), then each module of ``closure`` outside them."""
+    return [*folders, *sorted(m for m in closure if not covered(m, folders))]
+
+
 def stage_bodies(dvc_yaml: Path | None = None) -> dict[str, dict]:
     """Stage name (as written, unique over the files) -> its body (a foreach stage's ``do``), of ``dvc_yaml`` or,
     by default, of every file of the pipeline (``landscape.study.shape.dvc_files``)."""
@@ -94,7 +109,8 @@ def rewrite_all() -> None:
 
 
 def rewrite(dvc_yaml: Path) -> None:
-    """Replace each stage's block of src/ deps lines by its closure (sorted), keeping everything else."""
+    """Replace each stage's block of src/ deps lines by its closure (sorted), keeping everything else; a folder dep
+    of src/ stays, in place of the modules under it."""
     lines = dvc_yaml.read_text().splitlines(keepends=True)
     scripts = stage_scripts(dvc_yaml)
     out, stage, i = [], None, 0
@@ -106,9 +122,12 @@ def rewrite(dvc_yaml: Path) -> None:
         d = re.match(r"^(\s+)- src/", line)
         if d and stage in scripts:
             indent = d.group(1)
+            block = []
             while i < len(lines) and re.match(r"^\s+- src/", lines[i]):
+                block.append(lines[i].split("- ", 1)[1].strip())
                 i += 1
-            out += [f"{indent}- {p}\n" for p in sorted(module_closure(REPO / scripts[stage]))]
+            closure = module_closure(REPO / scripts[stage])
+            out += [f"{indent}- {p}\n" for p in dep_lines(closure, folder_deps(block))]
             continue
         out.append(line)
         i += 1

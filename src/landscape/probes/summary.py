@@ -76,12 +76,6 @@ def basin_width(alphas: Sequence[float], losses: Sequence[float], tau: float) ->
     return BasinWidth(left=left, right=right, censored=cens_r or cens_l)
 
 
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
-    v = np.asarray(values, float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-
-
 def _finite_array(values: Sequence[float], what: str) -> np.ndarray:
     arr = np.asarray(list(values), dtype=float)
     if arr.ndim != 1:

@@ -18,7 +18,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from landscape.errors import StudyError
 
@@ -76,13 +76,19 @@ def write_via(path: str | Path, write: Callable[[Path], None]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException as e:
-        if tmp_path is not None:
-            tmp_path.unlink(missing_ok=True)
-        failure = _write_failure(path, e)
-        if failure is not None:
-            raise failure from e
-        raise
+        _failed(path, tmp_path, lambda p: p.unlink(missing_ok=True), e)
     return path
+
+
+def _failed(path: Path, tmp: Path | None, remove: Callable[[Path], None], e: BaseException) -> NoReturn:
+    """Remove the temp ``tmp`` (if made) of a failed write to ``path``, and raise: a ``StudyError`` for lack of
+    space or permission, ``e`` itself otherwise."""
+    if tmp is not None:
+        remove(tmp)
+    failure = _write_failure(path, e)
+    if failure is not None:
+        raise failure from e
+    raise e
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -133,10 +139,5 @@ def replace_dir(path: str | Path, fill: Callable[[Path], None]) -> Path:
         else:
             os.replace(tmp, path)
     except BaseException as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        failure = _write_failure(path, e)
-        if failure is not None:
-            raise failure from e
-        raise
+        _failed(path, tmp, lambda p: shutil.rmtree(p, ignore_errors=True), e)
     return path

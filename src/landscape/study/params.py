@@ -72,7 +72,8 @@ class StudyParams:
             "a non-empty list of distinct integers >= 0", lambda v: len(v) > 0 and len(set(v)) == len(v) and min(v) >= 0
         )
     )
-    variants: list[str] = checked(**NAMES)  # every probe stage and the aggregate run over these
+    variants: list[str] = checked(**NAMES)  # training, robustness, curvature and the aggregate run over these
+    factorial: list[str] = checked(**NAMES)  # the conv x BN x dropout cells: slice, surface and path run over these
     train_mlp: list[str] = checked(**NAMES)  # the MLP-family variants (dvc.yaml's train_mlp group)
     train_cnn: list[str] = checked(**NAMES)  # the CNN-family variants (train_cnn group)
 
@@ -86,6 +87,7 @@ class VariantParams:
     bn: bool
     dropout: bool
     train: dict[str, object] = dataclasses.field(default_factory=dict)  # overrides of the train section
+    hidden: list[int] | None = None  # MLP only: hidden widths in place of the mlp section's (a deep or narrow cell)
 
     @property
     def family(self) -> str:
@@ -93,8 +95,9 @@ class VariantParams:
 
     @property
     def regime(self) -> bool:
-        """True for a training-regime cell: its training differs from the shared ``train`` section."""
-        return bool(self.train)
+        """True for a cell outside the factorial: its training differs from the shared ``train`` section, or its
+        MLP has widths of its own."""
+        return bool(self.train) or self.hidden is not None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class TrainParams:
     weight_decay: float = checked(**NON_NEGATIVE)
     schedule: str = checked(**one_of("constant", "cosine"))
     target_acc: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))
+    stop_loss: float = checked(**NON_NEGATIVE)  # > 0: stop once the mean eval-mode train-subset loss of the last
+    # stop_window epochs is <= this (matched fit, question 1); epochs is then the cap. 0: train every epoch
+    stop_window: int = checked(**POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,10 @@ class ClaimRuleParams:
     reference: str  # the variant (Model A) whose mean noise drop over seeds fixes "moderate" noise
     moderate_drop: float = checked(**rule("a number in (0, 1)", lambda v: 0 < v < 1))  # fraction: 0.01 = 1 pp
     early_epochs: int = checked(**rule("an integer >= 2", lambda v: v >= 2))  # "trains faster": loss area 1..this
-    regimes: RegimeRuleParams  # questions 1 and 4
+    regimes: RegimeRuleParams  # Model B's regime cells
+    question1: dict[str, object]  # question 1 at matched fit: landscape.report.analysis.question1.Question1Rules
+    question4: dict[str, object]  # question 4: landscape.report.analysis.question4.Question4Rules (checked there, by
+    # the aggregate stage, the only one that reads claim_rules)
 
 
 @dataclass(frozen=True)
@@ -351,7 +360,7 @@ class Params:
         rates = [self.dropout.conv, self.dropout.fc] if v.dropout else [0.0, 0.0]
         if v.conv:
             return ModelConfig("cnn", list(self.cnn.channels), self.cnn.fc, v.bn, rates)
-        return ModelConfig("mlp", list(self.mlp.hidden), 0, v.bn, rates)
+        return ModelConfig("mlp", list(self.mlp.hidden if v.hidden is None else v.hidden), 0, v.bn, rates)
 
 
 def _check_subset_sizes(p: Params) -> None:
@@ -411,6 +420,19 @@ def _check_study(p: Params) -> None:
                     f"params.yaml: 'study.{group}' lists '{name}', but variants.{name} has conv: "
                     f"{p.variant(name).conv}, so it belongs to train_{p.variant(name).family}. Move it there."
                 )
+    for name in p.variants:
+        hidden = p.variant(name).hidden
+        if hidden is not None and (p.variant(name).conv or not hidden or min(hidden) <= 0):
+            raise StudyError(
+                f"params.yaml: 'variants.{name}.hidden' = {hidden}: only an MLP variant (conv: false) may set "
+                "hidden widths, as a non-empty list of integers > 0. Remove the key or set conv: false."
+            )
+    factorial = [v for v in s.variants if not p.variant(v).regime]
+    if sorted(s.factorial) != sorted(factorial):
+        raise StudyError(
+            f"params.yaml: 'study.factorial' = {s.factorial} must list exactly the variants of 'study.variants' "
+            f"without train or hidden overrides (the factorial cells): {factorial}."
+        )
     trained = set(s.train_mlp) | set(s.train_cnn)
     if trained != set(s.variants):
         raise StudyError(

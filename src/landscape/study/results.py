@@ -107,7 +107,10 @@ class TrainSummary:
     seed: int
     family: str
     n_parameters: int
-    epochs: int
+    epochs: int  # epochs trained: train.epochs, or fewer where the run reached stop_loss or diverged
+    steps: int  # optimizer steps of those epochs
+    stop_loss: float  # the train section's: > 0, the run trains until its windowed train-subset loss is <= this
+    reached_loss: bool | None  # stop_loss > 0: whether the run reached it before the epoch cap; None otherwise
     device: str
     train: Score  # eval mode, whole training split
     val: Score
@@ -231,17 +234,20 @@ class CurvatureSummary:
     flatness_se: float
     flatness_feature: float  # kappa of the classifier layer, the one the paper uses
     flatness_feature_se: float
+    adaptive_sharpness: float  # top eigenvalue of diag|theta| H diag|theta| (same parameters, subset, Lanczos steps)
+    theta_norm: float  # ||theta||, L2 over the probed parameters (``parameters``)
     layers: list[LayerCurvature] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class RunResults:
-    """Every summary of one (variant, training seed) run."""
+    """Every summary of one (variant, training seed) run; ``slice`` and ``path`` are None for a variant outside
+    study.factorial (a regime cell: no slice, surface or path stage runs for it)."""
 
     train: TrainSummary
     robustness: RobustnessSummary
-    slice: SliceSummary
-    path: PathSummary
+    slice: SliceSummary | None
+    path: PathSummary | None
     curvature: CurvatureSummary
 
 
@@ -259,6 +265,8 @@ VAL_ACC, TEST_ACC, GAP, GAP_RUNNING = "val_acc", "test_acc", "gap", "gap_running
 N_PARAMETERS, EPOCHS_TO_TARGET = "n_parameters", "epochs_to_target"
 CURVATURE_EXACT, LAMBDA_MAX, TRACE = "curvature_exact", "lambda_max", "trace"
 FLATNESS, FLATNESS_FEATURE, PATH_DISTANCE = "relative_flatness", "relative_flatness_feature", "path_distance"
+ADAPTIVE_SHARPNESS = "adaptive_sharpness"  # lambda_max of diag|theta| H diag|theta|: unchanged by weight rescaling
+THETA_NORM = "theta_norm"  # ||theta|| over the probed parameters, beside the raw (scale-dependent) measures
 
 
 def sigma_star(mode: str, bn: str, drop: float) -> str:
@@ -336,24 +344,26 @@ def run_measures(run: RunResults) -> dict[str, Censored]:
                     out[drop_at(mode, bn, point.sigma)] = 100 * point.drop.mean
             for key, star in curve.sigma_star.items():
                 out[sigma_star(mode, bn, curve.drops[key])] = star
-    s = run.slice
-    out[CURVATURE_EXACT] = s.curvature_exact.mean
-    for bn, by_split in s.curves.items():
-        for split, c in by_split.items():
-            out[curvature_fit(bn, split)] = c.curvature_fit.mean
-            for w in c.widths.values():
-                out[width(bn, split, w.tau)] = Censored(w.width.mean, w.censored > 0)
-    for key, area in s.surface_area.items():
-        out[f"surface_area_{key}"] = area
-    p = run.path
-    out[PATH_DISTANCE] = p.distance_rel
-    for split in p.barrier:
-        out[path_barrier(split)] = p.barrier[split]
-        out[path_max_rise(split)] = p.max_rise[split]
-        out[path_monotonic(split)] = float(p.monotonic[split])
+    if (s := run.slice) is not None:  # None: a cell outside the factorial, which has no slice probe
+        out[CURVATURE_EXACT] = s.curvature_exact.mean
+        for bn, by_split in s.curves.items():
+            for split, c in by_split.items():
+                out[curvature_fit(bn, split)] = c.curvature_fit.mean
+                for w in c.widths.values():
+                    out[width(bn, split, w.tau)] = Censored(w.width.mean, w.censored > 0)
+        for key, area in s.surface_area.items():
+            out[f"surface_area_{key}"] = area
+    if (p := run.path) is not None:
+        out[PATH_DISTANCE] = p.distance_rel
+        for split in p.barrier:
+            out[path_barrier(split)] = p.barrier[split]
+            out[path_max_rise(split)] = p.max_rise[split]
+            out[path_monotonic(split)] = float(p.monotonic[split])
     c = run.curvature
     out[LAMBDA_MAX] = c.eigenvalues[0] if c.eigenvalues else math.nan
     out[TRACE] = c.trace
     out[FLATNESS] = c.flatness
     out[FLATNESS_FEATURE] = c.flatness_feature
+    out[ADAPTIVE_SHARPNESS] = c.adaptive_sharpness
+    out[THETA_NORM] = c.theta_norm
     return {k: v if isinstance(v, Censored) else Censored(float(v), False) for k, v in out.items()}

@@ -15,7 +15,7 @@ import pandas as pd
 from landscape.errors import StudyError
 from landscape.study.results import PROBES, RunResults
 from landscape.study.serialize import from_json
-from landscape.study.stage import RunPaths
+from landscape.study.stage import FACTORIAL_ONLY, RunPaths
 
 CSV_COLUMNS = {
     "history": ("epoch", "val_acc", "gap"),
@@ -53,10 +53,15 @@ def read_csv(path: Path, columns: Iterable[str] = ()) -> pd.DataFrame:
     return frame
 
 
-def load_run(run: RunPaths) -> RunResults:
-    """Every probe summary of one run, typed; a file that does not fit the schema is a StudyError."""
+def load_run(run: RunPaths, factorial: bool = True) -> RunResults:
+    """Every probe summary of one run, typed; a file that does not fit the schema is a StudyError. ``factorial``:
+    whether the run's variant is one of study.factorial; for one that is not (a regime cell), the probes that run
+    over the factorial only (slice, path: ``FACTORIAL_ONLY``) are None, and their files are not read."""
     summaries = {}
     for probe, cls in PROBES.items():
+        if probe in FACTORIAL_ONLY and not factorial:
+            summaries[probe] = None
+            continue
         path = run.metrics(probe)
         try:
             summaries[probe] = from_json(cls, read_json(path))

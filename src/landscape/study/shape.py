@@ -2,13 +2,14 @@
 
 The root dvc.yaml holds the stages of the whole study (download, aggregate, plots); each per-run stage kind has a
 dvc.yaml of its own, ``pipeline/<kind>/dvc.yaml``, whose stages DVC addresses as ``pipeline/<kind>/dvc.yaml:<name>``
-(``pipeline/slice/dvc.yaml:slice@cnn-0``; the train kind's are ``train_mlp@...`` and ``train_cnn@...``). The kinds
+(``pipeline/slice/dvc.yaml:slice@cnn``; the train kind's are ``train_mlp@cnn-0`` and ``train_cnn@...``: training is
+one stage per variant and seed, each probe kind one stage per variant that loops over the seeds). The kinds
 are the folders under ``pipeline/`` that hold a dvc.yaml. ``stages`` asks DVC itself (its stage loader and graph)
 for the stages: matrix and foreach expanded, every ``${}`` resolved, each after the stages whose outputs it reads.
 
 tools/, bench/ and the tests use it; no stage imports it, so it is no stage's dependency.
 
-    python -m landscape.study.shape PATTERN   # a `dvc repro --glob` target per kind: pipeline/<kind>/dvc.yaml:PATTERN
+    python -m landscape.study.shape VARIANT   # `dvc repro --glob` targets of one variant's stages (its shard)
 """
 
 from __future__ import annotations
@@ -138,7 +139,31 @@ def stages(root: Path) -> list[Resolved]:
     return out
 
 
+def variant_patterns(variant: str) -> tuple[str, ...]:
+    """Glob patterns of the stage names of ``variant`` (a glob itself, ``*`` for every variant): its training, one
+    stage per seed (``train_cnn@cnn-0``), and its probes, one stage per variant (``slice@cnn``)."""
+    return (f"*@{variant}-*", f"*@{variant}")
+
+
+def shard_targets(variant: str, root: Path) -> list[str]:
+    """``dvc repro --glob`` targets, ``pipeline/<kind>/dvc.yaml:PATTERN``, of the stages of ``variant``: for each kind
+    only the patterns that match one of its stages (a target that matches no stage is an error in DVC)."""
+    from fnmatch import fnmatchcase
+
+    names: dict[str, list[str]] = {}
+    for resolved in stages(root):
+        path, _, name = resolved.address.rpartition(":")
+        if path:
+            names.setdefault(path, []).append(name)
+    return [
+        f"{path}:{pattern}"
+        for path, listed in names.items()
+        for pattern in variant_patterns(variant)
+        if any(fnmatchcase(n, pattern) for n in listed)
+    ]
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m landscape.study.shape PATTERN")
-    print("\n".join(f"{kind_file(k)}:{sys.argv[1]}" for k in kinds(Path.cwd())))
+        sys.exit("usage: python -m landscape.study.shape VARIANT")
+    print("\n".join(shard_targets(sys.argv[1], Path.cwd())))

@@ -46,9 +46,32 @@ def parse_seed(text: str) -> int:
         raise StudyError(f"the seed argument must be an integer, got {text!r}.") from None
 
 
+# The one rule for where a probe's files live. Training is one stage per (variant, seed) and writes
+# <root>/<variant>/<seed>/<probe>; each probe stage kind is one stage per variant, looping over the seeds, and owns
+# the whole directory <root>/<variant>/<kind> (one per output root), holding <seed>/<probe> for every seed.
+PROBE_KINDS: dict[str, tuple[str, ...]] = {
+    "robustness": ("robustness",),
+    "slice": ("slice", "surface", "path"),  # the path from the initial weights is one more line: the slice stage's
+    "curvature": ("curvature",),
+}
+STAGE_KIND = {probe: kind for kind, probes in PROBE_KINDS.items() for probe in probes}
+FACTORIAL_ONLY = frozenset(PROBE_KINDS["slice"])  # probes run over study.factorial only (no regime cells)
+KIND_ROOTS = {  # the output roots in which a probe stage kind owns <root>/<variant>/<kind>
+    "robustness": (METRICS_DIR / "runs", PLOTS_DIR / "runs", TIMINGS_DIR),
+    "slice": (METRICS_DIR / "runs", PLOTS_DIR / "runs", TIMINGS_DIR),
+    "curvature": (METRICS_DIR / "runs", TIMINGS_DIR),
+}
+
+
+def stage_dirs(variant: str, kind: str) -> list[Path]:
+    """The directories the probe stage ``<kind>@<variant>`` owns (its DVC outs), one per output root."""
+    return [root / variant / kind for root in KIND_ROOTS[kind]]
+
+
 @dataclass(frozen=True)
 class RunPaths:
-    """Where the files of one (variant, training seed) run live."""
+    """Where the files of one (variant, training seed) run live: train's in ``<root>/<variant>/<seed>/``, a probe's
+    in its stage kind's directory, ``<root>/<variant>/<kind>/<seed>/`` (``STAGE_KIND``)."""
 
     variant: str
     seed: int
@@ -56,6 +79,10 @@ class RunPaths:
     @property
     def key(self) -> Path:
         return Path(self.variant) / str(self.seed)
+
+    def _key(self, name: str) -> Path:
+        kind = STAGE_KIND.get(name)
+        return self.key if kind is None else Path(self.variant) / kind / str(self.seed)
 
     @property
     def model(self) -> Path:
@@ -70,13 +97,14 @@ class RunPaths:
         return MODELS_DIR / self.key / "epoch1.pt"
 
     def metrics(self, probe: str) -> Path:
-        return METRICS_DIR / "runs" / self.key / f"{probe}.json"
+        return METRICS_DIR / "runs" / self._key(probe) / f"{probe}.json"
 
     def plot(self, probe: str) -> Path:
-        return PLOTS_DIR / "runs" / self.key / f"{probe}.csv"
+        return PLOTS_DIR / "runs" / self._key(probe) / f"{probe}.csv"
 
-    def timing(self, probe: str) -> Path:
-        return TIMINGS_DIR / self.key / f"{probe}.json"
+    def timing(self, kind: str) -> Path:
+        """The timing file of stage kind ``kind`` (``train`` or a key of ``PROBE_KINDS``) for this run."""
+        return TIMINGS_DIR / self._key(kind) / f"{kind}.json"
 
 
 class Timer:

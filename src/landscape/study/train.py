@@ -90,6 +90,8 @@ class TrainingRun:
     history: list[EpochRecord]
     diverged: Divergence | None
     first_epoch_slope: float | None  # least-squares slope of the per-batch loss over epoch 1, per epoch
+    steps: int  # optimizer steps of the finished epochs
+    reached_loss: bool | None  # with cfg.stop_loss > 0: whether the run stopped at it before the cap; else None
 
 
 def train_epoch(
@@ -239,11 +241,26 @@ def train_model(
         last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
         observed(epoch)
         epochs.set_postfix(val_acc=f"{val_score.acc:.4f}", gap=f"{record.gap:+.4f}")
+        if reached_stop_loss(history, cfg):
+            break
     if diverged is not None:
         model.load_state_dict(last_good)
         print(f"training {name} (seed {seed}) diverged at epoch {diverged.epoch}, batch {diverged.batch} "
               f"(loss {diverged.loss}); kept the weights of epoch {len(history)}")  # fmt: skip
-    return TrainingRun(model.eval(), initial, history, diverged, slope)
+    reached = reached_stop_loss(history, cfg) if cfg.stop_loss > 0 else None
+    return TrainingRun(model.eval(), initial, history, diverged, slope, len(history) * steps_per_epoch, reached)
+
+
+def reached_stop_loss(history: Sequence[EpochRecord], cfg: TrainParams) -> bool:
+    """Whether the mean eval-mode train-subset loss of the last ``cfg.stop_window`` epochs is at most
+    ``cfg.stop_loss`` (a window smooths the constant-rate iterate's epoch-to-epoch jitter); False when
+    ``stop_loss`` is 0 or fewer epochs are done."""
+    window = history[-cfg.stop_window :]
+    return (
+        cfg.stop_loss > 0
+        and len(window) == cfg.stop_window
+        and math.fsum(r.train_loss for r in window) / len(window) <= cfg.stop_loss
+    )
 
 
 def history_rows(history: list[EpochRecord]) -> list[dict]:
@@ -302,6 +319,9 @@ def training_summary(
         family=model_cfg.family,
         n_parameters=count_parameters(model),
         epochs=len(history),
+        steps=run.steps,
+        stop_loss=cfg.stop_loss,
+        reached_loss=run.reached_loss,
         device=device.type,
         train=scores["train"],
         val=scores["val"],
@@ -311,7 +331,9 @@ def training_summary(
         train_acc_modes=train_split_accuracy_modes(model, train_eval, cfg.batch_size),
         train_acc_running=None if last is None else last.train_acc_running,
         target_acc=cfg.target_acc,
-        epochs_to_target=Censored(float(epochs if not censored else cfg.epochs), censored),
+        epochs_to_target=Censored(
+            float(epochs if not censored else len(history) if run.reached_loss else cfg.epochs), censored
+        ),  # a run stopped at stop_loss: censored where it stopped
         lr=cfg.lr,
         batch_size=cfg.batch_size,
         momentum=cfg.momentum,

@@ -12,7 +12,8 @@ import difflib
 import math
 import re
 from dataclasses import field
-from typing import Any, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from landscape.errors import StudyError
 
@@ -64,6 +65,9 @@ def suggest(name: str, key: str, own: list[str], elsewhere: dict[str, list[str]]
 def coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a YAML value to ``typ`` or raise; YAML 1.1 leaves '1e-06' as a string."""
     origin = get_origin(typ)
+    if origin in (Union, UnionType) and type(None) in get_args(typ):  # an optional key: null, or the other type
+        (other,) = [t for t in get_args(typ) if t is not type(None)]
+        return None if value is None else coerce(value, other, key)
     if origin is list:
         if not isinstance(value, list):
             raise StudyError(f"params.yaml: '{key}' = {value!r} must be a list.")
@@ -119,8 +123,8 @@ def section(cls: type, raw: Any, name: str, elsewhere: dict[str, list[str]] | No
     values = {}
     for fname, f in fields.items():
         key = f"{name}.{fname}"
-        if fname not in raw and f.default_factory is not dataclasses.MISSING:
-            continue  # an optional key (e.g. a variant's train overrides): the dataclass's default
+        if fname not in raw and (f.default_factory is not dataclasses.MISSING or f.default is not dataclasses.MISSING):
+            continue  # an optional key (e.g. a variant's train overrides or hidden widths): the dataclass's default
         if fname not in raw:
             raise StudyError(f"params.yaml: missing key '{key}'. Add it to params.yaml (see README, 'Parameters').")
         value = coerce(raw[fname], hints[fname], key)
