@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +121,14 @@ def synthetic_mirror(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 TINY_SAMPLES = {"train": 100, "val": 100, "bn": 50}
 TINY_PARAMS = {
     "data": {"val_size": 100, "train_eval_size": 100},
-    "study": {"seeds": [0, 1], "variants": ["mlp", "cnn"], "train_mlp": ["mlp"], "train_cnn": ["cnn"]},
-    "train": {"epochs": 2, "batch_size": 64, "target_acc": 0.3},
+    "study": {
+        "seeds": [0, 1],
+        "variants": ["mlp", "cnn"],
+        "factorial": ["mlp", "cnn"],
+        "train_mlp": ["mlp"],
+        "train_cnn": ["cnn"],
+    },
+    "train": {"epochs": 2, "batch_size": 64, "target_acc": 0.3, "stop_loss": 0.0, "stop_window": 3},
     "runtime": {"device": "cpu", "eval_batch_size": 100},
     "mlp": {"hidden": [32, 16]},
     "cnn": {"channels": [4, 8], "fc": 16},
@@ -293,9 +301,44 @@ def commit_all(repo: Path, message: str) -> None:
     run_command(["git", "commit", "-qm", message], repo)
 
 
-def repro(repo: Path) -> set[str]:
-    """`dvc repro` in ``repo`` with its own src/ importable; the names of the stages it ran (``stages_ran``)."""
-    return stages_ran(run_command([*DVC, "repro"], repo, src=repo / "src").stdout)
+SUMMARY = ("aggregate", "plots")  # the stages of the whole study after the per-run ones (landscape.report's code)
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What one `dvc repro` did: ``ran``, the stages it ran to the end (``stages_ran``); ``summary_failure``, DVC's
+    output where the aggregate or plots stage failed (landscape.report's code: the per-run stages, all before them,
+    have run by then), else None. A per-run or download stage that fails fails the test at once."""
+
+    ran: frozenset[str]
+    summary_failure: str | None = None
+
+    @property
+    def runs(self) -> set[str]:
+        """The stages it ran other than aggregate and plots: the per-run ones (and download)."""
+        return set(self.ran - set(SUMMARY))
+
+    def summary(self) -> set[str]:
+        """The summary stages it ran; fails the test with DVC's error where aggregate or plots failed."""
+        if self.summary_failure is not None:
+            pytest.fail(f"the aggregate or plots stage failed (src/landscape/report):\n{self.summary_failure}")
+        return set(self.ran & set(SUMMARY))
+
+
+def reproduction(result: subprocess.CompletedProcess) -> Reproduction:
+    """The ``Reproduction`` of a finished `dvc repro`."""
+    ran = stages_ran(result.stdout)
+    if result.returncode == 0:
+        return Reproduction(frozenset(ran))
+    output = f"{result.stdout}\n{result.stderr}"
+    failed = set(re.findall(r"failed to reproduce '([^']+)'", output))
+    assert failed and failed <= set(SUMMARY), f"dvc repro failed ({result.returncode}):\n{output}"
+    return Reproduction(frozenset(ran - failed), output[-8000:])
+
+
+def repro(repo: Path) -> Reproduction:
+    """`dvc repro` in ``repo`` with its own src/ importable: what it ran (``Reproduction``)."""
+    return reproduction(run_command([*DVC, "repro"], repo, src=repo / "src", check=False))
 
 
 # The shared reproduced tiny project: Model A and B, seed 0.
@@ -303,14 +346,15 @@ REPRODUCED_SEEDS = [0]
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
-    """(repo, stages its first `dvc repro` ran): ``tiny_project`` with seeds REPRODUCED_SEEDS, reproduced once and
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Reproduction]:
+    """(repo, what its first `dvc repro` did): ``tiny_project`` with seeds REPRODUCED_SEEDS, reproduced once and
     committed, for every test of the session. Tests only read it (DVC commands that change no output are fine); a
-    test that changes it works on ``copy_project`` of it instead."""
+    test that changes it works on ``copy_project`` of it instead. Where aggregate or plots failed, the per-run
+    outputs are there and committed, and a test that needs the summary fails at ``Reproduction.summary()``."""
     repo = tiny_project(tmp_path_factory.mktemp("reproduced"), study={"seeds": REPRODUCED_SEEDS})
-    ran = repro(repo)
+    done = repro(repo)
     commit_all(repo, "tiny pipeline")
-    return repo, ran
+    return repo, done
 
 
 def copy_project(repo: Path, root: Path) -> Path:

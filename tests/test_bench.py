@@ -132,13 +132,16 @@ def test_dvc_overhead_times_the_whole_lock_and_each_kinds_part(tmp_path: Path) -
     spec = importlib.util.spec_from_file_location("dvc_overhead", REPO / "bench" / "dvc_overhead.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert [module.kind(s) for s in ("train_cnn@cnn-0", "slice@mlp-1", "aggregate")] == ["train", "slice", "other"]
+    names = ("train_cnn@cnn-0", "slice@mlp", "curvature@fit_b128_x1", "aggregate")
+    assert [module.kind(s) for s in names] == ["train", "slice", "curvature", "other"]
     entry = {"cmd": "python x.py", "deps": [{"path": "a", "hash": "md5", "md5": "0" * 32, "size": 1}]}
-    stages = {f"{k}@{v}-{s}": entry for k in ("train_mlp", "slice") for v in ("mlp", "mlp_bn") for s in (0, 1)}
+    # training: one stage per variant and seed; a probe kind: one stage per variant (over the seeds)
+    stages = {f"train_mlp@{v}-{s}": entry for v in ("mlp", "mlp_bn") for s in (0, 1)}
+    stages |= {f"slice@{v}": entry for v in ("mlp", "mlp_bn")}
     rows = module.measure({"schema": "2.0", "stages": {**stages, "aggregate": entry}}, 1, tmp_path)
-    assert [(label, n) for label, n, _, _ in rows] == [("one lock for all", 9), ("other", 1), ("slice", 4),
+    assert [(label, n) for label, n, _, _ in rows] == [("one lock for all", 7), ("other", 1), ("slice", 2),
                                                         ("train", 4)]  # fmt: skip
     assert all(lines > 0 and seconds > 0 for _, _, lines, seconds in rows)
     text = module.report(rows)
-    whole, split = 9 * rows[0][3], sum(n * s for _, n, _, s in rows[1:])
+    whole, split = 7 * rows[0][3], sum(n * s for _, n, _, s in rows[1:])
     assert f"{whole / 60:.1f} min with one lock for all, {split / 60:.1f} min with one per stage kind" in text

@@ -403,3 +403,44 @@ def test_study_cnn_with_folded_batch_norm():
     assert rel(flat(hvp(model, split, v, params=params, batch_size=5)), h @ flat(v)) < 1e-10
     (c,) = directional_curvature(model, split, [v], params=params, batch_size=5)
     assert abs(c - (flat(v) @ h @ flat(v)).item()) < 1e-8 * abs(c)
+
+
+# --- the study's curvature summary: adaptive sharpness and ||theta|| of the probed parameter set ----------------
+
+
+@pytest.mark.parametrize("which", ["tanh-all", "tanh-weights", "convbn-weights"])
+def test_curvature_summary_adaptive_sharpness_and_theta_norm_against_the_dense_hessian(which):
+    """The curvature stage's summary (landscape.study.summaries.curvature) records, over the probes.parameters set:
+    ||theta||, here summed by hand over exactly those tensors (biases and BN gamma/beta in "all" only), and the
+    adaptive sharpness, here lambda_max of the explicit diag(|theta|) H diag(|theta|) with H from
+    torch.autograd.functional.hessian (Lanczos run to the full dimension: exact to rounding)."""
+    import dataclasses
+
+    import yaml
+
+    from conftest import REPO
+    from landscape.study.params import parse_params
+    from landscape.study.summaries.curvature import curvature_probe
+
+    kind, sel = which.split("-")
+    model, split = build(kind), make_split()
+    named = dict(model.named_parameters())
+    probed = [p for p in model.parameters() if sel == "all" or p.dim() > 1]
+    dim = sum(p.numel() for p in probed)
+    theta_norm = math.sqrt(sum(float(x) ** 2 for p in probed for x in p.detach().reshape(-1).tolist()))
+    if sel == "weights":  # the set leaves out every bias (and BN's affine parameters)
+        assert not [n for n, p in named.items() if p.dim() == 1 and any(p is q for q in probed)]
+    d = flat([p.detach().abs() for p in probed])
+    h = full_hessian(model, probed, split)
+    adaptive = torch.linalg.eigvalsh(d[:, None] * h * d[None, :]).max().item()
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    settings = dataclasses.replace(
+        params.curvature, top_k=1, lanczos_iterations=dim, hutchinson_samples=2, flatness_samples=2, layer_directions=1
+    )
+    probes = dataclasses.replace(params.probes, parameters=sel)
+    summary = curvature_probe(model, split, SHORT_BATCH, settings, probes, "mlp", 0, draws="mlp")
+    assert summary.parameters == sel
+    assert summary.theta_norm == pytest.approx(theta_norm, rel=1e-12)
+    assert summary.adaptive_sharpness == pytest.approx(adaptive, rel=1e-8)
+    assert summary.eigenvalues[0] == pytest.approx(torch.linalg.eigvalsh(h).max().item(), rel=1e-8)
+    assert summary.adaptive_sharpness != pytest.approx(summary.eigenvalues[0], rel=1e-2)  # a different quantity

@@ -14,6 +14,7 @@ import yaml
 
 from conftest import REPO, idx_bytes, run_command, synthetic_arrays, tiny_params, write_synthetic_mirror
 from landscape.errors import StudyError
+from landscape.study import shape
 from landscape.study.data import (
     IDX_FILES,
     Split,
@@ -251,7 +252,7 @@ def test_load_dataset_is_bitwise_the_torchvision_path(raw_root):
         assert torch.equal(split.x, normalized(x))
 
 
-TORCH_STAGES = ("train", "robustness", "slice", "path", "curvature")
+TORCH_STAGES = ("train", "robustness", "slice", "curvature")  # the per-run kinds (pipeline/<kind>/dvc.yaml)
 STARTS_UP = """\
 import runpy, sys
 for stage in {stages!r}:
@@ -266,6 +267,7 @@ print(sorted(m for m in ("torchvision", "pandas", "matplotlib") if m in sys.modu
 def test_torch_stages_start_without_torchvision_pandas_or_matplotlib(tmp_path, mirror, raw_root):
     """The imports of every torch stage and its start-up (params, device, dataset) leave out the packages that
     only the report needs, and torchvision (tools/startup_times.py measures what that saves)."""
+    assert set(TORCH_STAGES) == set(shape.kinds(REPO))
     directory, checksums = mirror
     tiny_params(tmp_path / "params.yaml", directory, checksums)
     (tmp_path / "data").mkdir()

@@ -22,15 +22,19 @@ from landscape.study.train import train_model
 CPU = torch.device("cpu")
 
 
-def tiny(**during: object) -> object:
-    """The repo's params with TINY_PARAMS' training and probe sizes (no file IO), ``during`` merged into
-    during_training, and a regime variant of the small MLP."""
+def tiny_raw(**during: object) -> dict:
+    """The repo's params with TINY_PARAMS' training and probe sizes (no file IO) and ``during`` merged into
+    during_training; its regime variants are the repo's, on the small MLP and CNN."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in copy.deepcopy(TINY_PARAMS).items():
         raw[section].update(values)
     raw["during_training"].update(during)
     raw["data"]["val_size"] = 100
-    return parse_params(raw)
+    return raw
+
+
+def tiny(**during: object) -> object:
+    return parse_params(tiny_raw(**during))
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +157,17 @@ def test_sharpness_rows_give_the_heavy_ball_threshold():
 
 
 def test_a_regime_override_reaches_the_optimizer_and_the_batches(data, monkeypatch):
-    """mlp_b512 (lr 0.2, batch 512) trains with that lr and that batch: its epochs are cut into batches of 512
-    (all 400 images in one), mlp's into batches of 64 (the tiny train section); the lr is the optimizer's at
-    the initial weights."""
+    """fit_b512_x1 (lr 0.2, batch 512, constant lr; its 100-epoch cap cut to the tiny section's 2 epochs here)
+    trains with that lr and that batch: its epochs are cut into batches of 512 (all 400 images in one), mlp's into
+    batches of 64 (the tiny train section); the lr is the optimizer's at the initial weights."""
     import landscape.study.train as train
 
-    params = tiny()
-    regime = params.train_for("mlp_b512")
-    assert (regime.lr, regime.batch_size) == (0.2, 512)
+    raw = tiny_raw()
+    cell = "fit_b512_x1"
+    raw["variants"][cell]["train"]["epochs"] = raw["train"]["epochs"]
+    params = parse_params(raw)
+    regime = params.train_for(cell)
+    assert (regime.lr, regime.batch_size, regime.schedule) == (0.2, 512, "constant")
     assert params.train_for("mlp") == params.train and params.train.batch_size == 64
     cuts = []
     original = train.batch_indices
@@ -170,9 +177,10 @@ def test_a_regime_override_reaches_the_optimizer_and_the_batches(data, monkeypat
         return original(n, batch_size, generator, device)
 
     monkeypatch.setattr(train, "batch_indices", recording)
-    for variant, batch, lr in (("mlp_b512", 512, 0.2), ("mlp", 64, params.train.lr)):
+    for variant, batch, lr in ((cell, 512, 0.2), ("mlp", 64, params.train.lr)):
         cuts.clear()
-        _, observer = observed_training(params, variant, data)
-        assert cuts == [batch] * params.train.epochs, variant
+        run, observer = observed_training(params, variant, data)
+        assert cuts == [batch] * len(run.history) and run.history, variant
         assert observer.sharpness[0].lr == lr, variant
-    assert params.model_config("mlp_b512") == params.model_config("mlp")
+        assert run.steps == len(run.history) * -(-400 // batch), variant  # ceil(400 / batch) steps an epoch
+    assert params.model_config(cell) == params.model_config("mlp")

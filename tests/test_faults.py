@@ -31,7 +31,7 @@ from landscape.study.fetch import download
 
 pytestmark = pytest.mark.slow
 
-PROBES = ("robustness.py", "slice.py", "path.py", "curvature.py")
+PROBES = ("robustness.py", "slice.py", "curvature.py")  # one stage per variant, over every seed of study.seeds
 
 
 @pytest.fixture
@@ -105,24 +105,81 @@ def test_bad_stage_arguments_are_clean_errors(workspace: Path, args, fragments) 
     assert not (workspace / "models").exists()
 
 
-def test_probe_without_a_trained_model_names_the_fix(workspace: Path) -> None:
-    assert_clean_error(stage(workspace, "robustness.py", "cnn", "1"), "models/cnn/1/model.pt", "dvc repro")
+@pytest.mark.parametrize("script", PROBES)
+def test_bad_probe_stage_arguments_are_clean_errors(workspace: Path, script: str) -> None:
+    """A probe stage takes the variant only (it probes every seed); a seed argument is an error, not ignored."""
+    assert_clean_error(stage(workspace, script, "mlp", "0"), "wrong arguments")
+    assert_clean_error(stage(workspace, script, "resnet"), "unknown variant 'resnet'")
+    assert not (workspace / "metrics").exists()
+
+
+def test_probe_stage_refuses_a_missing_seed_checkpoint_and_names_the_fix(workspace: Path) -> None:
+    """study.seeds is [0, 1] and only seed 0 is trained: the stage names seed 1's missing checkpoint before it
+    probes any seed; the slice stage needs the initial weights (the path) too."""
+    assert stage(workspace, "train.py", "mlp", "0").returncode == 0
+    for script in PROBES:
+        assert_clean_error(stage(workspace, script, "mlp"), "models/mlp/1/model.pt", "dvc repro")
+    assert not (workspace / "metrics/runs/mlp/robustness").exists()
+    assert not (workspace / "timings/mlp/robustness").exists()
+    assert stage(workspace, "train.py", "mlp", "1").returncode == 0
+    (workspace / "models/mlp/1/init.pt").unlink()
+    result = stage(workspace, "slice.py", "mlp")
+    assert_clean_error(result, "models/mlp/1/init.pt", "dvc repro")
+    assert "models/mlp/0" not in result.stderr
+    assert not (workspace / "metrics/runs/mlp/slice").exists()
+
+
+def test_slice_stage_refuses_a_variant_outside_the_factorial(workspace: Path) -> None:
+    """slice (with surface and path) runs over study.factorial only: a regime cell is refused by name, before any
+    checkpoint is looked for; robustness takes it (and fails on the checkpoint it lacks, a different error)."""
+    update_params(
+        workspace / "params.yaml",
+        {"study": {"variants": ["mlp", "cnn", "mlp_slow"], "train_mlp": ["mlp", "mlp_slow"]}},
+    )
+    result = stage(workspace, "slice.py", "mlp_slow")
+    assert_clean_error(result, "study.factorial", "'mlp_slow' is not one of its cells", "mlp, cnn")
+    assert "model.pt" not in result.stderr
+    assert_clean_error(stage(workspace, "robustness.py", "mlp_slow"), "models/mlp_slow/0/model.pt")
+    assert not (workspace / "metrics").exists()
+
+
+def test_a_probe_stage_owns_its_folders_and_leaves_no_stale_seed(workspace: Path) -> None:
+    """robustness@mlp writes <root>/mlp/robustness/<seed>/ for each seed of study.seeds, and first clears the
+    folders it owns: a seed dropped from the study leaves nothing behind."""
+    for seed in ("0", "1"):
+        assert stage(workspace, "train.py", "mlp", seed).returncode == 0
+    stale = ["metrics/runs/mlp/robustness/7/robustness.json", "plots/runs/mlp/robustness/7/robustness.csv"]
+    stale.append("timings/mlp/robustness/7/robustness.json")
+    for rel in stale:
+        (workspace / rel).parent.mkdir(parents=True)
+        (workspace / rel).write_text("{}")
+    result = stage(workspace, "robustness.py", "mlp")
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"^robustness mlp seed (\d+): ", result.stdout, re.M) == ["0", "1"]
+    for top in ("metrics/runs/mlp/robustness", "plots/runs/mlp/robustness", "timings/mlp/robustness"):
+        assert sorted(p.name for p in (workspace / top).iterdir()) == ["0", "1"], top
+    for seed in (0, 1):
+        summary = json.loads((workspace / f"metrics/runs/mlp/robustness/{seed}/robustness.json").read_text())
+        assert (summary["variant"], summary["seed"]) == ("mlp", seed)
+    assert (workspace / "metrics/runs/mlp/0/train.json").is_file()  # training's folder is not the stage's
 
 
 def test_probe_refuses_a_checkpoint_trained_with_another_config(workspace: Path) -> None:
+    update_params(workspace / "params.yaml", {"study": {"seeds": [0]}})
     assert stage(workspace, "train.py", "mlp", "0").returncode == 0
     update_params(workspace / "params.yaml", {"mlp": {"hidden": [24, 16]}})
-    result = stage(workspace, "slice.py", "mlp", "0")
+    result = stage(workspace, "slice.py", "mlp")
     fix = "dvc repro pipeline/train/dvc.yaml:train_mlp"
     assert_clean_error(result, "models/mlp/0/model.pt", "[32, 16]", "[24, 16]", fix)
-    assert not (workspace / "metrics/runs/mlp/0/slice.json").exists()
+    assert not (workspace / "metrics/runs/mlp/slice/0/slice.json").exists()
 
 
 def test_outputs_are_byte_identical_across_runs_except_timings(workspace: Path) -> None:
+    update_params(workspace / "params.yaml", {"study": {"seeds": [0]}})
     outputs = {}
     for attempt in range(2):
-        for script in ("train.py", *PROBES):
-            result = stage(workspace, script, "cnn", "0")
+        for script, args in (("train.py", ("cnn", "0")), *((p, ("cnn",)) for p in PROBES)):
+            result = stage(workspace, script, *args)
             assert result.returncode == 0, result.stderr
         outputs[attempt] = {
             "metrics": files(workspace / "metrics", "*.json"),
@@ -131,17 +188,29 @@ def test_outputs_are_byte_identical_across_runs_except_timings(workspace: Path) 
         }
         timings = files(workspace / "timings", "*.json")
         assert sorted(str(p) for p in timings) == [
-            f"cnn/0/{s.removesuffix('.py')}.json" for s in sorted(("train.py", *PROBES))
+            "cnn/0/train.json",
+            "cnn/curvature/0/curvature.json",
+            "cnn/robustness/0/robustness.json",
+            "cnn/slice/0/slice.json",
         ]
         for path, blob in timings.items():
             extra = {"train_s", "during_training_s"} if path.name == "train.json" else set()
             assert set(json.loads(blob)) == {"wall_s", "peak_rss_mb"} | extra, path
     first = outputs[0]
     assert sorted(map(str, first["metrics"])) == [
-        f"runs/cnn/0/{p}.json" for p in sorted(("train", "robustness", "slice", "path", "curvature"))
+        "runs/cnn/0/train.json",
+        "runs/cnn/curvature/0/curvature.json",
+        "runs/cnn/robustness/0/robustness.json",
+        "runs/cnn/slice/0/path.json",
+        "runs/cnn/slice/0/slice.json",
     ]
     assert sorted(map(str, first["plots"])) == [
-        f"runs/cnn/0/{p}.csv" for p in sorted(("history", "sharpness", "robustness", "slice", "surface", "path"))
+        "runs/cnn/0/history.csv",
+        "runs/cnn/0/sharpness.csv",
+        "runs/cnn/robustness/0/robustness.csv",
+        "runs/cnn/slice/0/path.csv",
+        "runs/cnn/slice/0/slice.csv",
+        "runs/cnn/slice/0/surface.csv",
     ]
     assert sorted(map(str, first["models"])) == ["cnn/0/epoch1.pt", "cnn/0/init.pt", "cnn/0/model.pt"]
     for blob in first["metrics"].values():

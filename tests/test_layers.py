@@ -31,6 +31,19 @@ ALLOWED = {
     "base": ("landscape.errors",),  # landscape/__init__.py and landscape/errors.py, which every layer imports
 }
 FORBIDDEN = {"study": ("landscape.report",)}
+# The report's render pass (report.md and the figures, from metrics/study.json) reads no params and runs no
+# statistics: it may not import params or scipy, nor take a function from the analysis pass or a statistics module
+# (their constants and types, such as Interval, are fine). Its modules: report/render/ and the shared drawing and
+# formatting helpers beside it.
+RENDER = ("report/render/", "report/format.py", "report/plotting_style.py", "report/plotting_regimes.py")
+RENDER_FORBIDDEN = ("landscape.study.params", "scipy")
+STATISTICS = (
+    "landscape.report.analysis",
+    "landscape.report.stats",
+    "landscape.report.ranking",
+    "landscape.report.dose_response",
+    "landscape.report.early_warning",
+)
 # What the probes must run without: the study extra, and the benchmark's reference side.
 NOT_IN_BASE = ("dvc", "pandas", "matplotlib", "yaml", "tqdm", "torchvision")
 
@@ -91,17 +104,79 @@ def violations(path: Path, source: str | None = None) -> list[str]:
     return found
 
 
+def is_render(path: Path) -> bool:
+    relative = path.relative_to(PACKAGE).as_posix()
+    return any(relative.startswith(r) for r in RENDER)
+
+
+def render_violations(path: Path, source: str | None = None) -> list[str]:
+    """The imports of a render module that bring params, scipy or a function of the analysis pass."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        names: list[tuple[str, str | None]] = []
+        if isinstance(node, ast.Import):
+            names = [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [(node.module, alias.name) for alias in node.names]
+        for module, name in names:
+            full = f"{module}.{name}" if name else module
+            where = f"{path.relative_to(REPO)}:{node.lineno} imports {full}"
+            if within(full, RENDER_FORBIDDEN) or within(module, RENDER_FORBIDDEN):
+                found.append(f"{where}: the render pass reads no params and runs no statistics")
+            elif within(module, STATISTICS) and not is_project_module(full):
+                value = getattr(importlib.import_module(module), name) if name else None
+                if callable(value) and not isinstance(value, type):
+                    found.append(f"{where}: a function of the analysis pass; render reads its result from study.json")
+            elif within(full, STATISTICS) and is_project_module(full):
+                found.append(f"{where}: a whole analysis or statistics module; import its constants or types only")
+    return found
+
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
+RENDER_MODULES = [p for p in MODULES if is_render(p)]
 
 
 def test_every_layer_has_modules() -> None:
     assert {layer_of(p) for p in MODULES} == {"base", "probes", "study", "report"}
+    assert {p.parent.name for p in MODULES if layer_of(p) == "report"} >= {"report", "analysis", "render"}
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(PACKAGE)) for p in MODULES])
 def test_imports_only_go_down(path: Path) -> None:
     found = violations(path)
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("path", RENDER_MODULES, ids=[str(p.relative_to(PACKAGE)) for p in RENDER_MODULES])
+def test_render_pass_imports_no_params_and_no_statistics(path: Path) -> None:
+    found = render_violations(path)
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("source", "bad"),
+    [
+        ("from landscape.report.stats import Interval, ALPHA\nfrom landscape.report.schema import StudySummary\n", 0),
+        ("from landscape.report.stats import holm_family\n", 1),
+        ("from landscape.report.analysis.aggregate import study_summary\n", 1),
+        ("from landscape.report import ranking\n", 1),
+        ("from landscape.study.params import load_params\n", 1),
+        ("import scipy.stats\n", 1),
+    ],
+)
+def test_render_violations_catch_statistics_and_params(source: str, bad: int) -> None:
+    assert len(render_violations(PACKAGE / "report/render/report.py", source)) == bad
+
+
+def test_the_plots_stage_reaches_no_params_and_no_analysis() -> None:
+    """stages/plots.py's whole import closure: no params, and none of the analysis pass's computing modules."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from stage_deps import module_closure
+
+    closure = module_closure(REPO / "stages" / "plots.py")
+    assert "src/landscape/study/params.py" not in closure
+    computing = [m for m in closure if m.startswith("src/landscape/report/analysis/") and not m.endswith("__init__.py")]
+    assert not computing, computing
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from landscape.study.params import ModelConfig, TrainParams, load_params
 
 PARAMS = load_params(REPO / "params.yaml")
 MLP_CFG = ModelConfig("mlp", [256, 128], 0, False, [0.0, 0.0])  # Model A
-CNN_CFG = ModelConfig("cnn", [32, 64], 128, True, [0.25, 0.5])  # Model B
+CNN_CFG = ModelConfig("cnn", [16, 32], 144, True, [0.25, 0.5])  # Model B, at Model A's size
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -57,9 +57,12 @@ def layer_types(sequence: nn.Sequential) -> list[type]:
 
 MLP_WEIGHTS = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10  # three linear layers, each weight + bias
 MLP_BN = 2 * (256 + 128)  # gamma and beta after each hidden linear layer
-CNN_CONV = (1 * 32 * 3 * 3 + 32) + (32 * 64 * 3 * 3 + 64)
-CNN_BN = 2 * 32 + 2 * 64
-CNN_FC = (64 * 7 * 7 * 128 + 128) + (128 * 10 + 10)  # two 2x2 max-pools: 28 -> 14 -> 7
+CNN_CONV = (1 * 16 * 3 * 3 + 16) + (16 * 32 * 3 * 3 + 32)
+CNN_BN = 2 * 16 + 2 * 32
+CNN_FC = (32 * 7 * 7 * 144 + 144) + (144 * 10 + 10)  # two 2x2 max-pools: 28 -> 14 -> 7
+# question 4's MLP cells with widths of their own (variants.<v>.hidden): ten hidden layers, and a 4-unit bottleneck
+DEEP10 = (784 * 256 + 256) + (256 * 128 + 128) + 8 * (128 * 128 + 128) + (128 * 10 + 10)
+BOTTLENECK4 = (784 * 256 + 256) + (256 * 4 + 4) + (4 * 128 + 128) + (128 * 10 + 10)
 HAND_COUNTS = {
     "mlp": MLP_WEIGHTS,
     "mlp_bn": MLP_WEIGHTS + MLP_BN,
@@ -69,12 +72,20 @@ HAND_COUNTS = {
     "cnn_nobn": CNN_CONV + CNN_FC,
     "cnn_nodropout": CNN_CONV + CNN_BN + CNN_FC,
     "cnn_plain": CNN_CONV + CNN_FC,
+    "mlp_deep10": DEEP10,
+    "mlp_bottleneck4": BOTTLENECK4,
 }
+
+
+def test_model_b_is_at_model_a_size():
+    """B's widths were chosen to match A's parameter count (232,282 against 235,146: within 1.5 %)."""
+    assert HAND_COUNTS["mlp"] == 235_146 and HAND_COUNTS["cnn"] == 232_282
+    assert abs(HAND_COUNTS["cnn"] / HAND_COUNTS["mlp"] - 1) < 0.015
 
 
 def test_params_yaml_widths_are_the_ones_counted_by_hand():
     assert PARAMS.mlp.hidden == [256, 128]
-    assert (PARAMS.cnn.channels, PARAMS.cnn.fc) == ([32, 64], 128)
+    assert (PARAMS.cnn.channels, PARAMS.cnn.fc) == ([16, 32], 144)
     assert PARAMS.model_config("mlp") == MLP_CFG
     assert PARAMS.model_config("cnn") == CNN_CFG
 
@@ -87,6 +98,7 @@ def test_variant_parameter_count_matches_hand_count(variant):
 def test_mlp_dropout_has_the_same_count_as_mlp_and_bn_adds_gamma_beta():
     count = {v: count_parameters(build_model(PARAMS.model_config(v))) for v in HAND_COUNTS}
     assert count["mlp_dropout"] == count["mlp"]
+    assert count["mlp_bottleneck4"] < count["mlp"] < count["mlp_deep10"]
     assert count["mlp_bn"] - count["mlp"] == MLP_BN
     assert count["cnn"] - count["cnn_nobn"] == CNN_BN
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -59,36 +61,91 @@ def test_variants_make_the_full_conv_bn_dropout_factorial():
     assert params.study.train_cnn == [n for n in params.study.variants if params.variant(n).conv]
 
 
-def test_regime_cells_override_lr_and_batch_for_both_models():
-    """The training-regime arm: A and B under the issue's four (lr, batch) cells around the default, each cell a
-    variant whose train overrides reach its TrainParams and nothing else's."""
+def test_variants_make_the_full_conv_bn_dropout_factorial_and_study_factorial_lists_it():
+    """study.factorial is the eight conv x BN x dropout cells, the variants without train or hidden overrides."""
     params = parse_params(real_raw())
-    cells = {(0.2, 128), (0.0125, 128), (0.2, 512), (0.05, 512)}
-    defined = [n for n, v in params.variants.items() if v.regime]
-    assert set(params.regimes()) <= set(defined)
-    assert {params.variant(v).family for v in params.regimes()} == {"mlp", "cnn"}  # the default study: A and B
-    for family, model in (("mlp", "mlp"), ("cnn", "cnn")):
-        regimes = [v for v in defined if params.variant(v).family == family]
-        got = {(params.train_for(v).lr, params.train_for(v).batch_size) for v in regimes}
-        assert cells <= got, family
-        for v in regimes:  # the same network as Model A / Model B
-            assert params.model_config(v) == params.model_config(model)
-    assert params.train_for("mlp") == params.train
-    assert params.train_for("mlp_b512").epochs == params.train.epochs
+    cells = {(params.variant(v).conv, params.variant(v).bn, params.variant(v).dropout) for v in params.study.factorial}
+    assert len(cells) == 8 == len(params.study.factorial)
+    assert sorted(params.study.factorial) == sorted(params.factorial())
+    assert set(params.study.factorial) <= set(params.study.variants)
+    for name in params.study.factorial:
+        assert params.variant(name).train == {} and params.variant(name).hidden is None, name
+
+
+NOISE_CELL = re.compile(r"fit_b(?P<batch>\d+)_x(?P<num>\d+)(?:_(?P<den>\d+))?")
+
+
+def test_matched_fit_cells_are_model_a_at_a_constant_lr_to_the_question1_target():
+    """Question 1 at matched fit: each fit_b<batch>_x<ratio> cell is Model A trained at a constant lr until its
+    windowed train loss reaches claim_rules.question1.target_loss, under a cap of 100 epochs; its name gives the
+    batch and the noise scale lr/batch as a multiple of the default's (x1_8 = 1/8), read here from the name."""
+    params = parse_params(real_raw())
+    q1 = params.claim_rules.question1
+    default_noise = params.train.lr / params.train.batch_size
+    cells = [v for v in params.study.variants if v.startswith("fit_")]
+    assert len(cells) == 8
+    batches, ratios = set(), set()
+    for name in cells:
+        m = NOISE_CELL.fullmatch(name)
+        assert m, name
+        ratio = int(m["num"]) / int(m["den"] or 1)
+        t = params.train_for(name)
+        assert t.batch_size == int(m["batch"]), name
+        assert t.lr / t.batch_size / default_noise == pytest.approx(ratio), name
+        assert (t.schedule, t.epochs, t.stop_loss) == ("constant", 100, q1["target_loss"]), name
+        assert t.stop_window == params.train.stop_window and t.momentum == params.train.momentum, name
+        assert params.model_config(name) == params.model_config("mlp"), name
+        assert name in params.study.train_mlp and name not in params.study.factorial, name
+        batches.add(t.batch_size)
+        ratios.add(ratio)
+    assert batches == {q1["batch"], q1["large_batch"], q1["full_batch"]}
+    assert min(ratios) == 1 / 8 and max(ratios) == 2  # five levels spanning 16x at batch 128
+    assert q1["default_eta"] == params.train.lr
+    assert params.train.stop_loss == 0 and params.train_for("mlp") == params.train  # no override leaks
+
+
+# Each regime cell differs from the shared train section (and Model A's / B's widths) in exactly these.
+REGIME_CELLS = {
+    "cnn_lo_noise": ("cnn", {"lr": 0.0125}, None),
+    "cnn_hi_noise": ("cnn", {"lr": 0.2}, None),
+    "mlp_unstable": ("mlp", {"lr": 0.3}, None),
+    "mlp_slow": ("mlp", {"lr": 0.003}, None),
+    "mlp_wd5": ("mlp", {"weight_decay": 0.005}, None),
+    "mlp_wd10": ("mlp", {"weight_decay": 0.01}, None),
+    "mlp_nomomentum": ("mlp", {"momentum": 0.0}, None),
+    "mlp_deep10": ("mlp", {}, [256] + [128] * 9),
+    "mlp_bottleneck4": ("mlp", {}, [256, 4, 128]),
+}
+
+
+@pytest.mark.parametrize("name", REGIME_CELLS)
+def test_regime_cell_overrides_reach_its_own_train_params_and_network_only(name):
+    params = parse_params(real_raw())
+    model, changed, hidden = REGIME_CELLS[name]
+    base, own = dataclasses.asdict(params.train), dataclasses.asdict(params.train_for(name))
+    assert {k: v for k, v in own.items() if base[k] != v} == changed
+    expected = params.model_config(model)
+    if hidden is not None:
+        expected = dataclasses.replace(expected, widths=hidden)
+    assert params.model_config(name) == expected
+    assert params.variant(name).regime and name in params.study.variants and name not in params.study.factorial
+    assert params.train_for(model) == params.train
 
 
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        ({"lrr": 0.1}, "unknown key 'variants.mlp.train.lrr'. Did you mean 'lr'"),
-        ({"lr": -1}, "'variants.mlp.train.lr' = -1 is not allowed"),
-        ({"batch_size": 10**6}, "'variants.mlp.train.batch_size' = 1000000 is larger than the training split"),
-        ({"optimizer": "lion"}, "'variants.mlp.train.optimizer' = 'lion' is not allowed"),
+        ({"lrr": 0.1}, "unknown key 'variants.mlp_slow.train.lrr'. Did you mean 'lr'"),
+        ({"lr": -1}, "'variants.mlp_slow.train.lr' = -1 is not allowed"),
+        ({"batch_size": 10**6}, "'variants.mlp_slow.train.batch_size' = 1000000 is larger than the training split"),
+        ({"optimizer": "lion"}, "'variants.mlp_slow.train.optimizer' = 'lion' is not allowed"),
+        ({"stop_loss": -0.1}, "'variants.mlp_slow.train.stop_loss' = -0.1 is not allowed"),
+        ({"stop_window": 0}, "'variants.mlp_slow.train.stop_window' = 0 is not allowed"),
     ],
 )
 def test_bad_train_overrides_name_the_variant_key(override, fragment):
     raw = real_raw()
-    raw["variants"]["mlp"]["train"] = override
+    raw["variants"]["mlp_slow"]["train"] = override
     with pytest.raises(StudyError) as err:
         parse_params(raw)
     assert fragment in str(err.value)
@@ -148,6 +205,7 @@ def test_load_params_reads_the_real_file():
 
 
 N_FIT = N_TRAIN_IMAGES - real_raw()["data"]["val_size"]
+FACTORIAL = real_raw()["study"]["factorial"]
 
 
 BAD_VALUES = [
@@ -231,6 +289,23 @@ BAD_VALUES = [
         ["mlp", "mlp_bn", "mlp_dropout", "mlp_bn_dropout", "cnn"],
         ["'study.train_mlp'", "'cnn'", "conv: True", "train_cnn"],
     ),
+    ("study.factorial", ["mlp", "cnn"], ["'study.factorial'", "exactly", "without train or hidden", "mlp_bn"]),
+    ("study.factorial", [*FACTORIAL, "mlp_slow"], ["'study.factorial'", "'mlp_slow'", "without train or hidden"]),
+    ("study.factorial", [*FACTORIAL, "resnet"], ["'study.factorial'", "'resnet'", "exactly"]),
+    ("study.factorial", [], ["'study.factorial'", "[]", "non-empty"]),
+    ("study.factorial", DELETE, ["missing key 'study.factorial'"]),
+    # a factorial cell given training or widths of its own leaves the factorial: study.factorial must say so
+    ("variants.mlp.train", {"lr": 0.1}, ["'study.factorial'", "without train or hidden", "'mlp'"]),
+    ("variants.mlp_bn.hidden", [64], ["'study.factorial'", "without train or hidden", "'mlp_bn'"]),
+    ("variants.mlp_deep10.hidden", [], ["'variants.mlp_deep10.hidden'", "[]", "non-empty"]),
+    ("variants.mlp_deep10.hidden", [256, 0], ["'variants.mlp_deep10.hidden'", "[256, 0]", "> 0"]),
+    ("variants.mlp_deep10.hidden", "wide", ["'variants.mlp_deep10.hidden'", "'wide'", "list"]),
+    ("variants.mlp_deep10.hidden", [256, 1.5], ["'variants.mlp_deep10.hidden[1]'", "1.5", "integer"]),
+    ("variants.cnn_hi_noise.hidden", [64], ["'variants.cnn_hi_noise.hidden'", "[64]", "conv: false"]),
+    ("variants.mlp_deep10.hiden", [64], ["unknown key 'variants.mlp_deep10.hiden'", "Did you mean 'hidden'?"]),
+    ("train.stop_loss", -0.1, ["'train.stop_loss'", "-0.1", ">= 0"]),
+    ("train.stop_window", 0, ["'train.stop_window'", "= 0", "> 0"]),
+    ("train.stop_window", DELETE, ["missing key 'train.stop_window'"]),
     ("variants.mlp.bn", "yes", ["'variants.mlp.bn'", "'yes'", "true or false"]),
     ("variants.mlp.bn", 1, ["'variants.mlp.bn'", "1", "true or false"]),
     ("variants.mlp.conv", DELETE, ["missing key 'variants.mlp.conv'"]),

@@ -15,7 +15,8 @@ import pytest
 from scipy import stats
 
 from landscape.errors import StudyError
-from landscape.report.analysis.question1 import MatchedFitRun, Question1Rules, analyse
+from landscape.report import dose_response as D
+from landscape.report.analysis.question1 import MatchedFitRun, OldReading, Question1Rules, analyse
 from landscape.report.render import question1 as render
 from landscape.study.validation import section
 
@@ -243,19 +244,30 @@ def test_rules_are_checked_and_read_like_params() -> None:
 
 
 def test_old_reading_and_the_json_round_trip() -> None:
-    old = {"adaptive_sharpness_slope": "low / high noise: lambda_max 13x (agrees)", "batch_gap_equal": "differs"}
-    result = analyse(synthetic(3, slope=-1.0), Question1Rules(**RULES), old)
+    runs = synthetic(3, slope=-1.0)
+    fixed = [D.Run(r.eta, r.batch, r.momentum, r.seed, {"gap": r.gap / 2, "log_lambda_max": 0.5 * r.seed})
+             for r in runs]  # fmt: skip
+    slopes = {"gap_slope_equal": D.slope_over_seeds(fixed, "gap"),
+              "lambda_max_slope": D.slope_over_seeds(fixed, "log_lambda_max")}  # fmt: skip
+    result = analyse(runs, Question1Rules(**RULES), OldReading(10, slopes))
     assert json.loads(json.dumps(result, allow_nan=False)) == result
-    assert [c["key"] for c in result["comparison"]] == ["adaptive_sharpness_slope", "batch_gap_equal"]
+    rows = result["comparison"]["rows"]
+    assert result["comparison"]["epoch"] == 10 and [c["key"] for c in rows] == ["lambda_max_slope", "gap_slope_equal"]
+    gap = [np.polyfit([math.log2(eta / 128) for eta in ETAS], [run_of(runs, (eta, 128), s).gap / 2 for eta in ETAS],
+                      1)[0] for s in range(3)]  # fmt: skip
+    assert rows[1]["old"]["mean"] == pytest.approx(np.mean(gap)) and rows[1]["unit"] == "fraction per doubling"
     text = render.section(result)
     lines = [line for line in text.splitlines() if line.startswith(("- **Old reading**", "- **This reading**"))]
-    assert len(lines) == 2 and "1 `adaptive_sharpness_slope`: low / high noise: lambda_max 13x (agrees)" in lines[0]
-    assert "4 `batch_gap_equal`: **agrees**" in lines[1]
+    assert len(lines) == 2 and "epoch 10 of these constant-rate runs" in lines[0]
+    assert f"3 `gap_slope_equal`: {100 * np.mean(gap):+.2f} pp per doubling [" in lines[0]
+    assert "2 `lambda_max_slope`: +0 per doubling (no CI)" in lines[0]  # every seed's slope is 0: no interval
+    assert "3 `gap_slope_equal`: **" in lines[1] and "training loss 0.25" in lines[1]
     for c in result["claims"]:
         assert f"| {c['number']} | {c['text'].replace('|', chr(92) + '|')} | {c['role']} |" in text
     assert text.count("raw, changes with weight scale") >= 2 and "log \\|\\|theta\\|\\| per doubling" in text
+    assert analyse(runs, Question1Rules(**RULES))["comparison"] is None
     with pytest.raises(ValueError, match="no claim"):
-        analyse(synthetic(3), Question1Rules(**RULES), {"sharper": "text"})
+        analyse(runs, Question1Rules(**RULES), OldReading(10, {"sharper": slopes["gap_slope_equal"]}))
 
 
 HAND = {  # numbers that do not fit together: the render must print them as given
@@ -332,7 +344,7 @@ HAND = {  # numbers that do not fit together: the render must print them as give
             "margin_floor_holm": 0.011,
         },
     ],  # fmt: skip
-    "comparison": [],
+    "comparison": None,
 }
 
 

@@ -4,10 +4,10 @@ A factory fills every field of ``RunResults`` from a few levels (accuracy, gap, 
 claim can be made to come out "agrees", "differs" or "inconclusive"; the report and every figure are then built
 from ``aggregate.study_summary`` of those runs, read back from its JSON, as the plots stage builds them.
 
-The report's wording is checked once, against a golden file: GOLDEN is the report of the full factorial study
-(``full_factorial``). After a deliberate change to the report's text, regenerate it with
-``UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden`` and review its diff. The other tests check numbers
-against values computed here, and the wording of the cases that study does not reach.
+The report's wording is checked once, against a golden file: GOLDEN is the report of the full factorial study with
+one cell outside it (``full_factorial``), rendered from its study.json alone. After a deliberate change to the
+report's text, regenerate it with ``UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden`` and review its diff. The
+other tests check the numbers of study.json against values computed here.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import yaml
 
 from conftest import REPO, run_command
 from landscape.errors import StudyError
-from landscape.report import measures as M
-from landscape.report.aggregate import (
+from landscape.report.analysis.aggregate import (
     MODEL_A,
     MODEL_B,
     ClaimSpec,
@@ -39,13 +38,14 @@ from landscape.report.aggregate import (
     judge,
     loss_area,
     moderate_sigma,
-    study_summary,
 )
-from landscape.report.plotting import FIGURES, write_figures
-from landscape.report.report import build_report
-from landscape.report.schema import STUDY_JSON, Claim, Estimate, Headline, StudySummary, val_loss_area
+from landscape.report.analysis.study import analyse_study
+from landscape.report.analysis.study_data import StudyData, load_study
+from landscape.report.render.plotting import FIGURES, write_figures
+from landscape.report.render.report import build_report
+from landscape.report.schema import Claim, Estimate, Headline, StudySummary, read_study, val_loss_area
 from landscape.report.stats import FACTORS, mean_ci
-from landscape.report.study_data import StudyData, load_study
+from landscape.study import results as M
 from landscape.study.params import Params, VariantParams, load_params
 from landscape.study.results import (
     TRAIN_MODES,
@@ -80,6 +80,8 @@ FACTORIAL = {
     "cnn_nodropout": VariantParams(True, True, False),
     "cnn": VariantParams(True, True, True),
 }
+OUTSIDE = {"mlp_slow": VariantParams(False, False, False, train={"lr": 0.003})}  # a cell with no slice or path
+CELLS = FACTORIAL | OUTSIDE
 LAYERS = {
     False: [("net.1.weight", 784), ("net.3.weight", 256), ("net.5.weight", 128)],
     True: [
@@ -140,9 +142,12 @@ def train_summary(v: str, seed: int, lv: Levels) -> TrainSummary:
     return TrainSummary(
         variant=v,
         seed=seed,
-        family="cnn" if FACTORIAL[v].conv else "mlp",
+        family="cnn" if CELLS[v].conv else "mlp",
         n_parameters=1000 + 7 * len(v),
         epochs=8,
+        steps=8 * 352,
+        stop_loss=0.0,
+        reached_loss=None,
         device="cpu",
         train=Score(0.3, lv.val_acc + lv.gap),
         val=Score(0.35, lv.val_acc),
@@ -197,7 +202,7 @@ def curvature_summary(v: str, seed: int, lv: Levels) -> CurvatureSummary:
     c = lv.curvature
     layers = [
         LayerCurvature(name, fan_in, 10 * c, 0.5, 2 * c, 0.1, spread(30 * c / fan_in))
-        for name, fan_in in LAYERS[FACTORIAL[v].conv]
+        for name, fan_in in LAYERS[CELLS[v].conv]
     ]
     return CurvatureSummary(
         v,
@@ -214,6 +219,8 @@ def curvature_summary(v: str, seed: int, lv: Levels) -> CurvatureSummary:
         0.4,
         2 * c,
         0.1,
+        12 * c,
+        20.0,
         layers,
     )
 
@@ -236,14 +243,16 @@ def path_summary(v: str, seed: int, lv: Levels, bn: str, params: Params) -> Path
 
 
 def make_run(v: str, seed: int, lv: Levels, params: Params) -> RunResults:
-    """A run with every field filled, its measures following ``lv``."""
-    bns = ["frozen", "recalibrated"] if FACTORIAL[v].bn else ["frozen"]
+    """A run with every field filled, its measures following ``lv``; a cell outside the factorial has no slice
+    and no path, as the pipeline runs no such probe for it."""
+    bns = ["frozen", "recalibrated"] if CELLS[v].bn else ["frozen"]
     curves = {m: {bn: noise_curve(m, bn, lv, params) for bn in bns} for m in params.robustness.modes}
+    inside = v in FACTORIAL
     return RunResults(
         train=train_summary(v, seed, lv),
         robustness=RobustnessSummary(v, seed, "val", "weights", 5, 2000, curves),
-        slice=slice_summary(v, seed, lv, bns, params),
-        path=path_summary(v, seed, lv, bns[-1], params),
+        slice=slice_summary(v, seed, lv, bns, params) if inside else None,
+        path=path_summary(v, seed, lv, bns[-1], params) if inside else None,
         curvature=curvature_summary(v, seed, lv),
     )
 
@@ -318,41 +327,44 @@ def make_frames(seeds: list[int], lv: Levels, per_seed: list[Levels]) -> dict[st
     }
 
 
+@dataclass(frozen=True)
+class Made(StudyData):
+    """A synthetic study: the analysis pass's input, and the StudySummary it wrote, read back from its JSON."""
+
+    study: StudySummary | None = None
+
+
+def study_params(params: Params, variants: list[str], seeds: list[int]) -> Params:
+    """params.yaml's, with the study matrix of ``variants`` x ``seeds``."""
+    factorial = [v for v in variants if v in FACTORIAL]
+    study = dataclasses.replace(params.study, variants=variants, seeds=seeds, factorial=factorial)
+    return dataclasses.replace(params, study=study)
+
+
 def make_study(params: Params, levels: dict[str, Levels], seeds: list[int], noise: dict[str, Levels] | None = None):
-    """(runs, StudyData) for the variants of ``levels``; seed k adds SEED_OFFSETS[k] times ``noise[variant]``."""
+    """(study.json's JSON, Made) for the variants of ``levels``; seed k adds SEED_OFFSETS[k] times
+    ``noise[variant]``. Variants outside FACTORIAL have no slices or paths."""
     noise = noise or {}
     variants = list(levels)
+    inside = [v for v in variants if v in FACTORIAL]
     per_seed = {v: [levels[v].plus(SEED_OFFSETS[i], noise.get(v, NO_NOISE)) for i in range(len(seeds))] for v in levels}
     runs = {(v, s): make_run(v, s, per_seed[v][i], params) for v in variants for i, s in enumerate(seeds)}
-    factorial = {v: FACTORIAL[v] for v in variants}
     frames = {v: make_frames(seeds, levels[v], per_seed[v]) for v in variants}
-    summary = study_summary(
-        runs,
-        {v: f["history"] for v, f in frames.items()},
-        {v: f["slices"] for v, f in frames.items()},
-        variants,
-        seeds,
-        factorial,
-        params.claim_rules,
-        min(params.robustness.drops),
-        params.robustness.modes,
-    )
-    raw = to_json(summary)
     data = StudyData(
-        variants=variants,
+        variants=inside,
         seeds=seeds,
-        factorial=factorial,
-        train_eval_size=10000,
-        runs=runs,
-        study=from_json(StudySummary, json.loads(json.dumps(raw))),
+        factorial={v: FACTORIAL[v] for v in inside},
+        runs={k: r for k, r in runs.items() if k[0] in inside},
         history={v: f["history"] for v, f in frames.items()},
-        slices={v: f["slices"] for v, f in frames.items()},
-        paths={v: f["paths"] for v, f in frames.items()},
-        surfaces={v: f["surface"] for v, f in frames.items()},
+        slices={v: frames[v]["slices"] for v in inside},
+        paths={v: frames[v]["paths"] for v in inside},
+        surfaces={v: frames[v]["surface"] for v in inside},
         all_runs=runs,
         sharpness={},
     )
-    return raw, data
+    raw = json.loads(json.dumps(to_json(analyse_study(data, study_params(params, variants, seeds), {}))))
+    made = Made(**{f.name: getattr(data, f.name) for f in dataclasses.fields(StudyData)})
+    return raw, dataclasses.replace(made, study=from_json(StudySummary, raw))
 
 
 A = Levels()
@@ -400,7 +412,7 @@ def test_every_claim_can_take_every_verdict(params: Params, scenario: str) -> No
     raw, data = ab_study(params, scenario)
     assert set(verdicts(raw).values()) == {scenario}, verdicts(raw)
     assert len(raw["claims"]) == 13
-    report = build_report(data, params)
+    report = build_report(data.study)
     for claim in data.study.claims:
         assert claim_row(report, claim).endswith(f"**{scenario}** |")
 
@@ -413,7 +425,7 @@ def test_censored_sigma_star_makes_noise_claims_inconclusive(params: Params) -> 
     tolerant = claim_json(raw, "noise_tolerant_filter")
     assert tolerant["p"] is tolerant["p_adjusted"] is None  # a bound is no test
     assert tolerant["estimate"]["interval"]["ci_low"] is None and tolerant["estimate"]["bound"] == 1
-    report = build_report(data, params)
+    report = build_report(data.study)
     row = claim_row(report, next(c for c in data.study.claims if c.key == "noise_tolerant_filter"))
     assert "| >= " in row and "(3 censored values): a bound, no test | n/a | n/a |" in row  # B's sigma* >= its value
     assert "(3 of 3 censored)" in report  # B's own sigma* in the results table is a lower bound
@@ -426,7 +438,7 @@ def test_equal_models_and_zero_gap_are_inconclusive_without_crash(params: Params
     for key in ("val_acc", "gap_smaller", "a_steeper"):
         interval = claim_json(raw, key)["estimate"]["interval"]
         assert interval["mean"] == interval["ci_low"] == interval["ci_high"] == 0.0
-    report = build_report(data, params)
+    report = build_report(data.study)
     assert "+0.00 pp [+0.00, +0.00]" in report
 
 
@@ -434,10 +446,10 @@ def test_one_seed_gives_no_interval_and_inconclusive_verdicts(params: Params, tm
     raw, data = ab_study(params, "agrees", seeds=(0,))
     assert set(verdicts(raw).values()) == {"inconclusive"}
     assert raw["effects"] == {}
-    report = build_report(data, params)
+    report = build_report(data.study)
     assert "n = 1, no CI" in report
     assert "factorial effects need all 8 variants" in report
-    written = write_figures(data, tmp_path)
+    written = write_figures(data.study, tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in FIGURES)
     assert all(p.stat().st_size > 5000 for p in written)
 
@@ -447,8 +459,8 @@ NOISE_WEIGHTS = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1.5, -1.5)  # per variant, so 
 
 def full_factorial(params: Params, scale: float = 0.003, **changes: dict) -> tuple[dict, StudyData]:
     """8 variants x 3 seeds: conv raises accuracy by 3 pp, BN lowers curvature, dropout lowers the gap; BN's
-    +0.2 pp on accuracy is within its seed noise (of size ``scale``). ``changes``: variant -> Levels fields to
-    replace."""
+    +0.2 pp on accuracy is within its seed noise (of size ``scale``); and mlp_slow, a cell outside the factorial.
+    ``changes``: variant -> Levels fields to replace."""
     levels, noise = {}, {}
     for (v, f), weight in zip(FACTORIAL.items(), NOISE_WEIGHTS, strict=True):
         levels[v] = Levels(
@@ -462,6 +474,8 @@ def full_factorial(params: Params, scale: float = 0.003, **changes: dict) -> tup
         )
         levels[v] = dataclasses.replace(levels[v], **changes.get(v, {}))
         noise[v] = NO_NOISE.plus(weight, Levels(scale, scale, scale, scale, scale, False, 0.05, 0.0))
+    levels["mlp_slow"] = Levels(0.84, 0.01, 0.0, 0.82, 0.06, False, 1.5, 9.0)  # outside the factorial: no slices
+    noise["mlp_slow"] = NO_NOISE.plus(1.0, Levels(scale, scale, scale, scale, scale, False, 0.05, 0.0))
     return make_study(params, levels, [0, 1, 2], noise)
 
 
@@ -473,7 +487,7 @@ def factorial(params: Params) -> tuple[dict, StudyData]:
 
 @pytest.fixture(scope="module")
 def factorial_report(params: Params, factorial: tuple[dict, StudyData]) -> str:
-    return build_report(factorial[1], params)
+    return build_report(factorial[1].study)
 
 
 def test_the_report_of_the_factorial_study_is_the_golden_file(factorial_report: str) -> None:
@@ -495,17 +509,17 @@ def test_factorial_report_answers_the_questions_from_the_effects(
     params: Params, factorial: tuple[dict, StudyData], factorial_report: str, tmp_path
 ) -> None:
     raw, data = factorial
-    assert {"conv", "bn", "dropout", "conv:bn:dropout"} <= set(raw["effects"]["val_acc"])
-    report = factorial_report
+    effects = raw["effects"]
+    assert {"conv", "bn", "dropout", "conv:bn:dropout"} <= set(effects["val_acc"])
+    assert "mlp_slow" not in raw["factorial"] and "mlp_slow" in raw["variants"]  # outside: no factorial term
     # the levels full_factorial builds in: conv +3 pp accuracy, dropout -2 pp gap, BN -0.8 curvature
-    assert "+conv changes validation accuracy by +3.00 pp" in report
-    assert "+dropout changes the gap by -2.00 pp" in report
-    assert "+BN changes the local slice curvature d^T H d (one activation pattern) by -0.8" in report
-    conv_val = next(line for line in report.splitlines() if line.startswith("- +conv changes validation accuracy"))
-    assert "an increase (p < 0.001, Holm-adjusted < 0.001)" in conv_val
-    bn_val = next(line for line in report.splitlines() if line.startswith("- +BN changes validation accuracy"))
-    assert "inconclusive (p = " in bn_val  # +0.2 pp within its seed noise
-    written = write_figures(data, tmp_path)
+    assert effects[M.VAL_ACC]["conv"]["estimate"]["interval"]["mean"] == pytest.approx(0.03)
+    assert effects[M.GAP]["dropout"]["estimate"]["interval"]["mean"] == pytest.approx(-0.02)
+    assert effects[M.CURVATURE_EXACT]["bn"]["estimate"]["interval"]["mean"] == pytest.approx(-0.8)
+    assert effects[M.VAL_ACC]["conv"]["p_adjusted"] < 0.001
+    assert effects[M.VAL_ACC]["bn"]["p_adjusted"] > 0.05  # +0.2 pp within its seed noise
+    assert effects[M.VAL_ACC]["bn"]["seeds_for_power"] > 3
+    written = write_figures(data.study, tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in FIGURES)
 
 
@@ -520,27 +534,21 @@ def test_opposite_simple_effects_replace_the_main_effect(params: Params) -> None
     assert simple[("bn", (("conv", False),))]["estimate"]["interval"]["mean"] == pytest.approx(-0.01)
     assert simple[("bn", (("conv", True),))]["estimate"]["interval"]["mean"] == pytest.approx(0.01)
     assert simple[("conv", (("bn", True),))]["estimate"]["interval"]["mean"] == pytest.approx(0.05)  # 0.91 - 0.86
-    lines = build_report(data, params).split("## 5.")[1].split("## 6.")[0].splitlines()
-    (bn_line,) = [line for line in lines if line.startswith("- +BN") and "validation accuracy" in line]
-    assert "opposite signs" in bn_line and "no main effect is stated" in bn_line
-    assert "within MLPs -1.00 pp [" in bn_line and "within CNNs +1.00 pp [" in bn_line
-    (conv_line,) = [line for line in lines if line.startswith("- +conv changes validation accuracy")]
-    assert "by +4.00 pp [" in conv_line and "without BN +3.00 pp [" in conv_line and "with BN +5.00 pp [" in conv_line
-    assert any(line.startswith("- The conv x BN interaction on validation accuracy is +1.00 pp [") for line in lines)
+    assert simple[("conv", (("bn", False),))]["estimate"]["interval"]["mean"] == pytest.approx(0.03)
 
 
 def test_the_effects_figure_marks_a_main_effect_that_averages_opposite_simple_effects(params: Params) -> None:
     """The conv x BN case above: the figure greys BN's (and conv's) main effect on accuracy and draws the simple
     effects beside it; a measure with no decided interaction keeps its main effects black."""
-    from landscape.report.plotting_geometry import effects, interacting_factors
+    from landscape.report.render.plotting_geometry import effects, interacting_factors
 
     bn = {"mlp_bn": 0.86, "mlp_bn_dropout": 0.86, "cnn_nodropout": 0.91, "cnn": 0.91}
     _, data = full_factorial(params, scale=0.001, **{v: {"val_acc": acc} for v, acc in bn.items()})
-    found = interacting_factors(data, M.VAL_ACC)
+    found = interacting_factors(data.study, M.VAL_ACC)
     assert set(found) == {"conv", "bn"}
     assert sorted(round(s.estimate.interval.mean, 6) for s in found["bn"]) == [-0.01, 0.01]
-    assert interacting_factors(data, M.GAP) == {}
-    fig = effects(data)
+    assert interacting_factors(data.study, M.GAP) == {}
+    fig = effects(data.study)
     texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
     assert "Grey: the factor is in an interaction" in texts and "enter at their lower bound" not in texts
 
@@ -549,7 +557,7 @@ def test_a_censored_effect_is_a_bound_with_no_ci(params: Params) -> None:
     """sigma* censored in mlp_dropout (conv off, BN off, dropout on) and mlp_bn_dropout (BN on): dropout's contrast
     takes both with weight +1/4 (a lower bound), conv's with -1/4 (an upper bound), BN's with both signs (none)."""
     raw, data = full_factorial(params, mlp_dropout={"censored": True}, mlp_bn_dropout={"censored": True})
-    star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
+    star = data.study.setup.sigma_star
     found = raw["effects"][star]
     assert {t: found[t]["estimate"]["bound"] for t in FACTORS} == {"conv": -1, "bn": 0, "dropout": 1}
     for term, effect in found.items():
@@ -557,12 +565,7 @@ def test_a_censored_effect_is_a_bound_with_no_ci(params: Params) -> None:
         assert interval["ci_low"] is interval["ci_high"] is interval["std"] is None, term
         assert effect["p"] is effect["p_adjusted"] is None and effect["estimate"]["censored"] == 6, term
     assert star not in raw["simple_effects"]
-    report = build_report(data, params)
-    what = "sigma* (filter noise, BN frozen, 1 pp drop)"
-    assert f"- +dropout changes {what} by >= " in report and f"- +conv changes {what} by <= " in report
-    assert f"- +BN changes {what} by no bound (6 censored values, entering with both signs)" in report
-    assert "(6 censored values): inconclusive (a bound: censored values enter it)." in report
-    assert "- +dropout changes the gap by -2.00 pp [" in report  # an uncensored measure keeps its CI
+    assert raw["effects"][M.GAP]["dropout"]["estimate"]["interval"]["ci_low"] is not None  # uncensored: a CI
 
 
 def test_judge_decides_at_the_holm_adjusted_p() -> None:
@@ -601,10 +604,7 @@ def test_a_claim_decided_raw_and_undecided_adjusted_is_reported_as_borderline(pa
     claim = next(c for c in data.study.claims if c.key == "val_acc")
     assert claim.p == pytest.approx(1 - 7 / math.sqrt(51), abs=1e-9)
     assert claim.estimate.interval.ci_low > 0 and claim.p_adjusted > 0.05 and claim.verdict == "inconclusive"
-    report = build_report(data, params)
-    assert claim_row(report, claim).endswith(f"| 0.020 | {claim.p_adjusted:.3f} | **inconclusive** |")
-    (line,) = [line for line in report.splitlines() if line.startswith("**Borderline verdicts**")]
-    assert f"{claim.text} (inconclusive, adjusted p = {claim.p_adjusted:.3f})" in line
+    assert 0.01 <= claim.p_adjusted <= 0.1  # in the borderline band the report lists
 
 
 def test_moderate_noise_is_where_the_reference_drops_by_the_rule(params: Params) -> None:
@@ -624,8 +624,6 @@ def test_moderate_noise_is_where_the_reference_drops_by_the_rule(params: Params)
         c = claim_json(raw, key)
         assert c["measure"] == "" and c["p"] is None and c["verdict"] == "inconclusive"
         assert "no grid sigma: `mlp`'s mean drop never reaches 1 pp" in c["text"]
-    report = build_report(data, params)
-    assert "no measure (see the claim) | n/a | n/a | **inconclusive** |" in report
 
 
 def test_the_speed_claim_is_the_validation_loss_area() -> None:
@@ -663,20 +661,19 @@ def test_study_json_keeps_each_claims_text_and_rule(params: Params) -> None:
     assert back.b_minus_a == data.study.b_minus_a and back.variants == data.study.variants
 
 
-def test_the_report_takes_the_claims_from_study_json(params: Params, tmp_path, monkeypatch) -> None:
-    """The plots stage judges no claim again: an edited verdict and text in study.json are what the report shows."""
-    raw, data = ab_study(params, "agrees", seeds=(0, 1))
+def test_the_report_takes_every_number_from_study_json(params: Params, tmp_path) -> None:
+    """The plots stage computes nothing: an edited verdict, text and number in study.json are what it shows."""
+    raw, _ = ab_study(params, "agrees", seeds=(0, 1))
     edited = claim_json(raw, "val_acc")
     edited["verdict"], edited["text"] = "differs", "B's accuracy, as study.json words it"
-    write_run_files(tmp_path, data, raw)
-    monkeypatch.chdir(tmp_path)
-    study_params = dataclasses.replace(
-        params, study=dataclasses.replace(params.study, variants=["mlp", "cnn"], seeds=[0, 1])
-    )
-    loaded = load_study(study_params)
-    assert loaded.study.claims[0].verdict == "differs"
-    report = build_report(loaded, study_params)
-    assert claim_row(report, loaded.study.claims[0]).endswith("**differs** |")
+    raw["geometry"]["trace_rel_se"] = 0.4321
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(raw))
+    loaded = read_study(path)
+    assert loaded.claims[0].verdict == "differs"
+    report = build_report(loaded)
+    assert claim_row(report, loaded.claims[0]).endswith("**differs** |")
+    assert "mean relative standard error of 43.21 % over" in report
     assert "| B's validation accuracy is higher than A's |" not in report
     stored = [c["verdict"] for c in raw["claims"]]
     assert f"Result: {stored.count('agrees')} agrees, {stored.count('differs')} differs," in report
@@ -706,7 +703,7 @@ def test_headline_is_small_and_names_no_params_section(factorial: tuple[dict, St
     assert not set(tree) & sections, set(tree) & sections  # DVC would show a metric and a param under one name
     assert not [p for p in paths if any("." in k for k in p)]  # DVC joins the keys with dots
     assert from_json(Headline, json.loads(json.dumps(tree, allow_nan=False))) == head
-    star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
+    star = data.study.setup.sigma_star
     assert tree["n_seeds"] == 3 and set(tree["by_variant"]) == set(FACTORIAL)
     cnn = tree["by_variant"]["cnn"]
     assert set(cnn) == {M.VAL_ACC, M.GAP, star}
@@ -726,7 +723,7 @@ def test_headline_is_small_and_names_no_params_section(factorial: tuple[dict, St
 def test_a_censored_claim_has_no_estimate_in_the_headline(params: Params) -> None:
     _, data = ab_study(params, "agrees", b_censored=True)
     tree = to_json(headline(data.study, data.runs[("mlp", 0)], data.variants))
-    star = M.headline_sigma_star(data.runs[("mlp", 0)])[0]
+    star = data.study.setup.sigma_star
     assert tree["claims"]["noise_tolerant_filter"] == {
         "estimate": None,
         "ci_low": None,
@@ -752,51 +749,52 @@ def test_measure_names_match_run_measures(params: Params) -> None:
         *(M.train_mode_gap(d, b) for d in (True, False) for b in (True, False)),
     }
     assert built <= names, built - names
-    constants = {getattr(M, c) for c in dir(M) if c.isupper() and isinstance(getattr(M, c), str)}
+    constants = {M.VAL_ACC, M.TEST_ACC, M.GAP, M.GAP_RUNNING, M.N_PARAMETERS, M.EPOCHS_TO_TARGET, M.CURVATURE_EXACT,
+                 M.LAMBDA_MAX, M.TRACE, M.FLATNESS, M.FLATNESS_FEATURE, M.PATH_DISTANCE, M.ADAPTIVE_SHARPNESS,
+                 M.THETA_NORM}  # fmt: skip
     assert constants <= names, constants - names
     assert M.accuracy_at("filter", "frozen", 0.0) not in names  # sigma = 0 is never a measure
 
 
-def write_run_files(root, data: StudyData, raw: dict) -> None:
-    """The files the plots stage reads, laid out as the pipeline writes them."""
-    for (v, s), run in data.runs.items():
+def write_run_files(root, data: StudyData) -> None:
+    """The files the aggregate stage reads, laid out as the pipeline writes them (``RunPaths``): a cell outside the
+    factorial has no slice, path or surface file."""
+    for (v, s), run in data.all_runs.items():
         paths = RunPaths(v, s)
+        frames = {"history": data.history[v]}
+        if v in data.variants:
+            frames |= {"slice": data.slices[v], "path": data.paths[v], "surface": data.surfaces[v]}
         for probe in ("train", "robustness", "slice", "path", "curvature"):
-            (root / paths.metrics(probe)).parent.mkdir(parents=True, exist_ok=True)
-            (root / paths.metrics(probe)).write_text(json.dumps(to_json(getattr(run, probe))))
-        (root / paths.plot("x")).parent.mkdir(parents=True, exist_ok=True)
-        for probe, frame in (
-            ("history", data.history[v]),
-            ("slice", data.slices[v]),
-            ("path", data.paths[v]),
-            ("surface", data.surfaces[v]),
-        ):
+            if getattr(run, probe) is not None:
+                (root / paths.metrics(probe)).parent.mkdir(parents=True, exist_ok=True)
+                (root / paths.metrics(probe)).write_text(json.dumps(to_json(getattr(run, probe))))
+        for probe, frame in frames.items():
+            (root / paths.plot(probe)).parent.mkdir(parents=True, exist_ok=True)
             frame[frame["seed"] == s].drop(columns="seed").to_csv(root / paths.plot(probe), index=False)
         columns = ["epoch", "lambda_max", "lr", "threshold", "ratio"]
         rows = [[q.epoch, q.lambda_max, q.lr, 2 * 1.9 / q.lr, q.lambda_max * q.lr / 3.8] for q in run.train.sharpness]
+        (root / paths.plot("sharpness")).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows, columns=columns).to_csv(root / paths.plot("sharpness"), index=False)
-    (root / STUDY_JSON).write_text(json.dumps(raw))
 
 
 def test_load_study_reads_what_the_pipeline_writes_and_names_a_missing_file(params: Params, tmp_path, monkeypatch):
-    raw, data = ab_study(params, "differs", seeds=(0, 1))
-    write_run_files(tmp_path, data, raw)
+    a, b, noise = SCENARIOS["differs"]
+    raw, data = make_study(params, {MODEL_A: a, MODEL_B: b, "mlp_slow": a}, [0, 1], {MODEL_B: noise})
+    write_run_files(tmp_path, data)
     monkeypatch.chdir(tmp_path)
-    study_params = dataclasses.replace(
-        params, study=dataclasses.replace(params.study, variants=["mlp", "cnn"], seeds=[0, 1])
-    )
-    loaded = load_study(study_params)
-    assert loaded.runs == data.runs
-    assert build_report(loaded, study_params) == build_report(data, study_params)
-    (tmp_path / RunPaths("cnn", 1).metrics("curvature")).write_text('{"variant": "cnn"}')
+    chosen = study_params(params, [MODEL_A, MODEL_B, "mlp_slow"], [0, 1])
+    loaded = load_study(chosen)
+    assert loaded.all_runs == data.all_runs and loaded.variants == [MODEL_A, MODEL_B]
+    assert loaded.all_runs[("mlp_slow", 0)].slice is None and "mlp_slow" not in loaded.slices
+    again = json.loads(json.dumps(to_json(analyse_study(loaded, chosen, {}))))
+    assert again == raw
+    broken = tmp_path / RunPaths("cnn", 1).metrics("curvature")
+    broken.write_text('{"variant": "cnn"}')
     with pytest.raises(StudyError, match="curvature.json does not match the metrics schema.*dvc repro"):
-        load_study(study_params)
-    (tmp_path / RunPaths("cnn", 1).metrics("curvature")).unlink()
-    with pytest.raises(StudyError, match="cannot read metrics/runs/cnn/1/curvature.json.*dvc repro"):
-        load_study(study_params)
-    other = dataclasses.replace(study_params, study=dataclasses.replace(study_params.study, seeds=[0, 1, 2]))
-    with pytest.raises(StudyError, match="rerun the aggregate stage"):
-        load_study(other)
+        load_study(chosen)
+    broken.unlink()
+    with pytest.raises(StudyError, match=f"cannot read {RunPaths('cnn', 1).metrics('curvature')}.*dvc repro"):
+        load_study(chosen)
 
 
 @pytest.mark.slow
@@ -822,7 +820,7 @@ def quartic_slice(alphas: np.ndarray, a: float, b: float, directions: int = 2) -
 
 
 def test_finite_step_curvature_is_the_central_second_difference_at_each_step() -> None:
-    from landscape.report.finite_step import finite_step_alphas, finite_step_curvature
+    from landscape.report.analysis.finite_step import finite_step_alphas, finite_step_curvature
 
     grid = np.linspace(-1, 1, 17)
     assert finite_step_alphas(grid) == pytest.approx([0.125, 0.25, 0.5])
@@ -838,7 +836,7 @@ def test_finite_step_curvature_is_the_central_second_difference_at_each_step() -
 
 
 def test_report_sets_the_local_dhd_beside_the_finite_step_curvature(factorial: tuple[dict, StudyData]) -> None:
-    from landscape.report import finite_step as F
+    from landscape.report.analysis import finite_step as F
 
     _, data = factorial
     assert F.study_alphas(data) == pytest.approx([0.1, 0.2, 0.4]) and F.steepness_alpha(data) == pytest.approx(0.1)
@@ -852,30 +850,30 @@ def test_report_sets_the_local_dhd_beside_the_finite_step_curvature(factorial: t
 
 
 def test_estimator_noise_sets_each_runs_se_beside_the_between_seed_sd(factorial: tuple[dict, StudyData]) -> None:
-    from landscape.report.estimator_noise import noise_rows, within_run_share
-    from landscape.report.format import PLAIN
+    from landscape.report.analysis.geometry import within_run_share
 
     assert within_run_share([0.1, 0.1, 0.1], 0.1) == pytest.approx(1.0)
     assert math.isnan(within_run_share([0.1], 0.0))
-    _, data = factorial
-    rows, shares = noise_rows(data, 0.1)
-    mlp = rows[data.variants.index("mlp")]
+    raw, _ = factorial
+    (mlp,) = [r for r in raw["geometry"]["noise"] if r["variant"] == "mlp"]
     levels = [2.0 - 0.05, 2.0, 2.0 + 0.05]  # mlp's curvature level per seed (noise weight 1)
     # d^T H d: spread(c) has std 0.1 c over n = 3 directions; the run means c move by 0.05 per seed
-    assert mlp[1] == ", ".join(PLAIN(0.1 * c / math.sqrt(3)) for c in levels)
-    assert mlp[2] == PLAIN(0.05)
+    assert mlp["se"]["dHd"] == pytest.approx([0.1 * c / math.sqrt(3) for c in levels])
+    assert mlp["sd"]["dHd"] == pytest.approx(0.05)
     # kappa over directions c (1, 1.1, 1.2) + 0.01 c seed: std 0.1 c; its run means c (1.1 + 0.01 seed): SD 0.02
-    assert mlp[3] == ", ".join([PLAIN(0.2 / math.sqrt(3))] * 3)
-    assert mlp[4] == PLAIN(0.02)
+    assert mlp["se"]["kappa"] == pytest.approx([0.2 / math.sqrt(3)] * 3)
+    assert mlp["sd"]["kappa"] == pytest.approx(0.02)
     # trace: SE 5 in every run, trace = 100 c: SD 5
-    assert mlp[5] == "5, 5, 5" and mlp[6] == PLAIN(5.0)
-    assert shares["trace"][data.variants.index("mlp")] == pytest.approx(1.0)
+    assert mlp["se"]["trace"] == [5, 5, 5] and mlp["sd"]["trace"] == pytest.approx(5.0)
+    assert mlp["share"]["trace"] == pytest.approx(1.0)
 
 
 def test_lanczos_residuals_below_float32_rounding_are_not_shown_as_precise(factorial: tuple[dict, StudyData]) -> None:
-    from landscape.report.estimator_noise import FLOAT32_EPS, lanczos_rows, residual_text
+    from landscape.report.analysis.geometry import FLOAT32_EPS, lanczos_rows
+    from landscape.report.render.estimator_noise import FLOAT32_EPS as RENDERED_EPS
+    from landscape.report.render.estimator_noise import residual_text
 
-    assert FLOAT32_EPS == pytest.approx(1.1920929e-07)
+    assert FLOAT32_EPS == RENDERED_EPS == pytest.approx(1.1920929e-07)
     assert residual_text(1e-19) == residual_text(FLOAT32_EPS) == "<= 1.2e-07 (rounding level)"
     assert residual_text(2e-7) == "2.0e-07"
     _, data = factorial
@@ -883,8 +881,9 @@ def test_lanczos_residuals_below_float32_rounding_are_not_shown_as_precise(facto
     converged = dataclasses.replace(run.curvature, eigen_residuals=[1e-19, 3e-4])
     runs = {**data.runs, ("mlp", 0): dataclasses.replace(run, curvature=converged)}
     rows = lanczos_rows(dataclasses.replace(data, runs=runs))
-    assert [r[0] for r in rows] == ["1", "2"]
-    assert rows[0][2:] == ["1.0e-02", "1 of 24"] and rows[1][2:] == ["5.0e-02", "0 of 24"]
+    assert [r.pair for r in rows] == [1, 2]
+    assert (rows[0].largest_residual, rows[0].at_rounding, rows[0].runs) == (0.01, 1, 24)
+    assert (rows[1].largest_residual, rows[1].at_rounding) == (0.05, 0)
 
 
 def with_layer_curvature(data: StudyData, curvature) -> StudyData:
@@ -900,35 +899,28 @@ def with_layer_curvature(data: StudyData, curvature) -> StudyData:
 
 
 def test_fan_in_test_ranks_the_distinct_layers_and_never_confirms(factorial: tuple[dict, StudyData]) -> None:
-    from landscape.report.geometry import distinct_layers, fan_in_test
+    from landscape.report.analysis.geometry import fan_in
 
     _, data = factorial
-    rows = distinct_layers(data)
+    found = fan_in(data)
     # slice curvature 30 c / fan-in, c averaging 1.6 over each family's variants and seeds; 3 directions x 12 runs
-    assert [(name, f) for name, f, _, _ in rows] == [
+    assert [(r.name, r.fan_in) for r in found.layers] == [
         ("MLP tensor 1", 784), ("MLP tensor 2", 256), ("MLP tensor 3", 128),
         ("CNN tensor 1", 9), ("CNN tensor 2", 288), ("CNN tensor 3", 3136), ("CNN tensor 4", 128),
     ]  # fmt: skip
-    assert [c for _, _, c, _ in rows] == pytest.approx([48 / f for _, f, _, _ in rows])
-    assert {n for *_, n in rows} == {36}
-    text = fan_in_test(data)
+    assert [r.curvature for r in found.layers] == pytest.approx([48 / r.fan_in for r in found.layers])
+    assert {r.directions for r in found.layers} == {36} and found.run_directions == [3]
     # tau-b = -1 with fan-in 128 tied (and its curvature too): 2 of the 7! = 5040 orderings are as extreme
-    assert (
-        "Kendall's tau between fan-in and that mean: -1, one-sided permutation p = 0.0003968 (5,040 orderings" in text
-    )
-    assert "**consistent with the fan-in explanation" in text and "confirmed" not in text
-    assert "rests on only 3 filter-normalized directions" in text and "on 36 directions in all" in text
-    assert "position and type" in text
-    rising = fan_in_test(with_layer_curvature(data, lambda f: f / 100))
-    assert "**not evidence for the fan-in explanation" in rising
-    assert "rests on only 2 filter-normalized directions" in rising and "on 24 directions in all" in rising
+    assert found.tau == pytest.approx(-1.0) and found.p == pytest.approx(2 / 5040) and found.permutations == 5040
+    assert found.consistent
+    rising = fan_in(with_layer_curvature(data, lambda f: f / 100))
+    assert not rising.consistent and rising.run_directions == [2] and {r.directions for r in rising.layers} == {24}
 
 
-def test_path_reports_where_the_validation_loss_rises(params: Params, factorial: tuple[dict, StudyData]) -> None:
-    from landscape.report.geometry import largest_rise, monotonic_count
+def test_path_finds_where_the_validation_loss_rises(params: Params, factorial: tuple[dict, StudyData]) -> None:
+    from landscape.report.analysis.geometry import largest_rise, paths
 
     tolerance = params.path.monotonic_tolerance
-
     t = np.linspace(0, 1.2, 13)
     assert largest_rise(t, 0.2 + 0.4 * (t - 0.9) ** 2) == pytest.approx((0.004, 0.9, 1.0))
     assert largest_rise(t, 2 - t) == pytest.approx((0.0, 0.0, 0.0))
@@ -943,34 +935,38 @@ def test_path_reports_where_the_validation_loss_rises(params: Params, factorial:
     frame = data.paths["mlp"].copy()
     dip = (frame["seed"] == 0) & (frame["split"] == "val")
     frame.loc[dip, "loss"] = 0.2 + 0.4 * (frame.loc[dip, "t"] - 0.9) ** 2
-    data = dataclasses.replace(data, runs=runs, paths={**data.paths, "mlp": frame})
-    assert monotonic_count(data, "val") == "23 of 24"  # the rise under the tolerance stays monotonic
-    section = build_report(data, params).split("## 7.")[1].split("## 8.")[0]
-    assert "The training-subset loss on the path is monotonic in 24 of 24 runs." in section
-    assert (
-        "The validation-subset loss on the path is monotonic in 23 of 24 runs; the others are `mlp` (1 of 3: from "
-        "its minimum at t = 0.90 it rises by 0.004 nats to t = 1.00)."
-    ) in section
-    assert f"never rises more than {tolerance:g} nats (params path.monotonic_tolerance) above an earlier" in section
+    found = paths(dataclasses.replace(data, runs=runs, paths={**data.paths, "mlp": frame}))
+    assert found.monotonic == {"train": [24, 24], "val": [23, 24]}  # the rise under the tolerance stays monotonic
+    assert found.rises["train"] == [] and len(found.rises["val"]) == 1
+    (r,) = found.rises["val"]
+    assert (r.variant, r.seed) == ("mlp", 0) and (r.rise, r.t_min, r.t_peak) == pytest.approx((0.004, 0.9, 1.0))
+    assert found.tolerance == tolerance
 
 
 def test_correlations_take_the_variant_means_as_the_unit(params: Params) -> None:
     from itertools import permutations
 
-    from landscape.report.format import PLAIN, SIGNED
     from landscape.report.stats import kendall_tau
 
-    _, data = full_factorial(params, curvature={"cnn": 3.0})
-    section = build_report(data, params).split("## 8.")[1].split("## 9.")[0]
+    raw, data = full_factorial(params, curvature={"cnn": 3.0})
     # the local d^T H d row, recomputed here by brute force over every ordering of the gap means
     x = [np.mean([data.runs[(v, s)].slice.curvature_exact.mean for s in data.seeds]) for v in data.variants]
     y = [np.mean([data.runs[(v, s)].train.gap for s in data.seeds]) for v in data.variants]
     tau = kendall_tau(x, y)
     hits = sum(abs(kendall_tau(x, [y[i] for i in order])) >= abs(tau) - 1e-12 for order in permutations(range(8)))
-    (row,) = [line for line in section.splitlines() if line.startswith("| local d^T H d |")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == f"{SIGNED(tau)}, n = 8" and cells[2] == PLAIN(hits / 40320)
-    assert cells[5].endswith("(random)")  # 3!^8 orderings within variants: seeded draws
+    (row,) = [r for r in raw["correlations"]["rows"] if r["name"] == "local d^T H d"]
+    assert row["tau_means"] == pytest.approx(tau) and row["p_means"] == pytest.approx(hits / 40320)
+    assert row["variants"] == 8 and row["n_runs"] == 24 and row["exact_means"]
+    assert not row["exact_within"]  # 3!^8 orderings within variants: seeded draws
+    assert raw["correlations"]["runs"] == 24
+
+
+def test_a_dead_network_leaves_the_geometry_rankings(params: Params) -> None:
+    """A run at chance accuracy enters no ranking, and each row's n says how many runs did."""
+    raw, data = full_factorial(params, curvature={"cnn": 3.0}, mlp_bn={"val_acc": 0.1, "gap": 0.0})
+    assert raw["correlations"]["runs"] == 21
+    assert {r["n_runs"] for r in raw["correlations"]["rows"]} == {21}
+    assert {r["variants"] for r in raw["correlations"]["rows"]} == {7}
 
 
 def test_negative_curvature_reads_the_bottom_of_each_ritz_spectrum(params: Params) -> None:
@@ -978,12 +974,9 @@ def test_negative_curvature_reads_the_bottom_of_each_ritz_spectrum(params: Param
     0.04], so theta_min = -0.5c in every run, -theta_min / theta_max = 0.5 / 40 and 40 % of the mass is below 0."""
     same = Levels(0.92, 0.01, 0.01, 0.90, 0.05, False, 2.0, 5.0)
     _, data = make_study(params, {MODEL_A: same, MODEL_B: same}, [0, 1, 2])
-    report = build_report(data, params)
-    section = report.split("### Negative curvature and the spectral density")[1].split("###")[0]
-    (row,) = [line for line in section.splitlines() if line.startswith(f"| {MODEL_A} |")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1].startswith("-1 ") and cells[2] == "3 of 3"
-    assert cells[3].startswith("0.0125 ") and cells[4].startswith("40.00 %")
+    (row,) = [r for r in data.study.geometry.spectrum if r.variant == MODEL_A]
+    assert row.theta_min.mean == pytest.approx(-1.0) and (row.negative, row.runs) == (3, 3)
+    assert row.ratio.mean == pytest.approx(0.0125) and row.mass_below.mean == pytest.approx(0.4)
 
 
 def test_the_steepness_claim_reads_the_finite_step_curvature_of_each_slice(params: Params) -> None:

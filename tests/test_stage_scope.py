@@ -9,13 +9,15 @@ reruns is a static fact of the deps: only aggregate and plots, every training an
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
-from stage_deps import stage_bodies  # noqa: E402
+from stage_deps import module_closure, stage_bodies  # noqa: E402
 
-REPORT = sorted(str(p.relative_to(REPO)) for p in (REPO / "src/landscape/report").glob("*.py"))
+REPORT = sorted(str(p.relative_to(REPO)) for p in (REPO / "src/landscape/report").rglob("*.py"))
+PROBE_STAGES = {"robustness", "slice", "curvature"}  # one stage per variant each (pipeline/<kind>/dvc.yaml)
 
 
 def covers(dep: str, path: str) -> bool:
@@ -41,11 +43,22 @@ def test_covers_reads_files_and_directories() -> None:
 
 
 def test_a_report_edit_reruns_only_aggregate_and_plots() -> None:
-    assert len(REPORT) > 10 and "src/landscape/report/report.py" in REPORT
+    assert len(REPORT) > 10
     found = stages_depending_on(REPORT)
     assert set(found) == {"aggregate", "plots"}, found
-    assert "src/landscape/report/aggregate.py" in found["aggregate"]
-    assert "src/landscape/report/report.py" in found["plots"]
-    # and none of them through a directory, which a new module in the layer would change too
-    new_module = "src/landscape/report/new_module.py"
-    assert stages_depending_on([new_module]) == {}
+    for stage in ("aggregate", "plots"):  # each through the report modules its script imports, at least
+        imported = {m for m in module_closure(REPO / "stages" / f"{stage}.py") if m in REPORT}
+        assert imported and imported <= found[stage], (stage, sorted(imported - found[stage]))
+    # a new module of the layer, wherever in it, reruns at most these two (a folder dep covers it, a file list not)
+    for folder in sorted({str(Path(m).parent) for m in REPORT}):
+        assert set(stages_depending_on([f"{folder}/new_module.py"])) <= {"aggregate", "plots"}, folder
+
+
+def test_a_new_probe_module_reruns_every_probe_stage_and_no_training() -> None:
+    """The probe stages depend on src/landscape/probes as one folder (a new module there reruns them all, so none
+    can miss one it comes to import); training lists the probe modules it imports, one by one."""
+    found = stages_depending_on(["src/landscape/probes/new_module.py"])
+    assert set(found) == PROBE_STAGES, found
+    training = {name for name in stage_bodies() if name.startswith("train_")}
+    assert training and not training & set(found)
+    assert {"train_mlp", "train_cnn"} <= set(stages_depending_on(["src/landscape/probes/hessian.py"]))

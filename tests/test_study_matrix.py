@@ -18,7 +18,7 @@ from landscape.study import shape
 from landscape.study.data import Dataset, Split
 from landscape.study.inputs import probe_data
 from landscape.study.params import Samples, load_params
-from landscape.study.stage import RunPaths, Timer, parse_seed, run_stage
+from landscape.study.stage import PROBE_KINDS, RunPaths, Timer, parse_seed, run_stage, stage_dirs
 
 PARAMS = load_params(REPO / "params.yaml")
 sys.path.insert(0, str(REPO / "tools"))
@@ -27,8 +27,8 @@ from stage_deps import stage_bodies  # noqa: E402
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())  # the root file: download, aggregate, plots, metrics
 KIND_FILES = {kind: REPO / shape.kind_file(kind) for kind in shape.kinds(REPO)}
 STAGES = stage_bodies()  # every dvc.yaml's stages (tools/stage_deps.py)
-PER_RUN = ("train_mlp", "train_cnn", "robustness", "slice", "path", "curvature")
-PROBES = ("robustness", "slice", "path", "curvature")
+PER_RUN = ("train_mlp", "train_cnn", "robustness", "slice", "curvature")
+PROBES = ("robustness", "slice", "curvature")  # the probe stage kinds: one stage per variant, over the seeds
 
 EXPANDED = {s.address.split(":")[-1]: s.body for s in shape.stages(REPO)}  # DVC's stages, by bare name
 
@@ -45,10 +45,13 @@ def options(entries: list) -> dict[str, dict]:
 
 
 def test_matrix_groups_expand_over_the_study_section():
+    """Training per variant x seed; robustness and curvature per variant of study.variants, slice per variant of
+    study.factorial (each probe stage loops over study.seeds itself)."""
     assert STAGES["train_mlp"]["matrix"] == {"variant": "${study.train_mlp}", "seed": "${study.seeds}"}
     assert STAGES["train_cnn"]["matrix"] == {"variant": "${study.train_cnn}", "seed": "${study.seeds}"}
-    for probe in PROBES:
-        assert STAGES[probe]["matrix"] == {"variant": "${study.variants}", "seed": "${study.seeds}"}, probe
+    for probe in ("robustness", "curvature"):
+        assert STAGES[probe]["matrix"] == {"variant": "${study.variants}"}, probe
+    assert STAGES["slice"]["matrix"] == {"variant": "${study.factorial}"}
     for name in ("download", "aggregate", "plots"):
         assert "matrix" not in STAGES[name] and "foreach" not in STAGES[name]
 
@@ -66,45 +69,50 @@ def test_each_per_run_stage_kind_has_its_own_dvc_yaml_run_from_the_root():
     assert sorted(KIND_FILES) == sorted(("train", *PROBES))  # the kinds: training and each probe
 
 
-def test_every_variant_and_seed_gets_training_and_every_probe():
+def test_every_variant_and_seed_gets_training_and_every_variant_its_probes():
+    factorial = set(PARAMS.study.factorial)
+    assert factorial and factorial < set(PARAMS.study.variants)
     for v in PARAMS.study.variants:
         family = PARAMS.variant(v).family
         for s in PARAMS.study.seeds:
             assert f"train_{family}@{v}-{s}" in EXPANDED
             assert f"train_{'cnn' if family == 'mlp' else 'mlp'}@{v}-{s}" not in EXPANDED
-            for probe in PROBES:
-                assert EXPANDED[f"{probe}@{v}-{s}"]["cmd"] == f"PYTHONPATH=src python stages/{probe}.py {v} {s}"
+        for probe in PROBES:
+            name = f"{probe}@{v}"
+            if probe == "slice" and v not in factorial:  # a regime cell: no slice, surface or path
+                assert name not in EXPANDED
+                continue
+            assert EXPANDED[name]["cmd"] == f"PYTHONPATH=src python stages/{probe}.py {v}"
+            assert not [n for n in EXPANDED if n.startswith(f"{probe}@{v}-")]  # no per-seed probe stage
+    per_run = [n for n in EXPANDED if "@" in n]
+    n_probes = 2 * len(PARAMS.study.variants) + len(factorial)
+    assert len(per_run) == len(PARAMS.study.variants) * len(PARAMS.study.seeds) + n_probes
 
 
-@pytest.mark.parametrize("variant", ["mlp", "cnn_nobn"])
+@pytest.mark.parametrize("variant", ["mlp", "cnn_nobn", "fit_b512_x1"])
 def test_stage_outputs_are_the_library_run_paths(variant):
-    """dvc.yaml declares exactly the files the stage scripts write through ``stage.RunPaths``."""
-    seed = PARAMS.study.seeds[-1]
-    run = RunPaths(variant, seed)
+    """dvc.yaml declares exactly the files the train stage writes through ``stage.RunPaths`` and the folders a
+    probe stage owns (``stage.stage_dirs``), and every file a probe stage writes for any seed lies in one of them."""
     family = PARAMS.variant(variant).family
-    expected = {
-        f"train_{family}": {
-            run.model,
-            run.initial,
-            run.epoch1,
-            run.metrics("train"),
-            run.plot("history"),
-            run.plot("sharpness"),
-            run.timing("train"),
-        },
-        "robustness": {run.metrics("robustness"), run.plot("robustness"), run.timing("robustness")},
-        "slice": {run.metrics("slice"), run.plot("slice"), run.plot("surface"), run.timing("slice")},
-        "path": {run.metrics("path"), run.plot("path"), run.timing("path")},
-        "curvature": {run.metrics("curvature"), run.timing("curvature")},
-    }
-    for group, files in expected.items():
-        body = EXPANDED[f"{group}@{variant}-{seed}"]
-        assert paths(body["outs"]) == {str(p) for p in files}, group
-        if group in PROBES:
-            assert str(run.model) in body["deps"], group
-    assert str(run.initial) in EXPANDED[f"path@{variant}-{seed}"]["deps"]
-    assert run.metrics("slice") == Path("metrics/runs") / variant / str(seed) / "slice.json"
-    assert run.timing("slice") == Path("timings") / variant / str(seed) / "slice.json"
+    for seed in PARAMS.study.seeds:
+        run = RunPaths(variant, seed)
+        train = {run.model, run.initial, run.epoch1, run.metrics("train"), run.plot("history"), run.plot("sharpness")}
+        body = EXPANDED[f"train_{family}@{variant}-{seed}"]
+        assert paths(body["outs"]) == {str(p) for p in train | {run.timing("train")}}
+    kinds = [k for k in PROBES if k != "slice" or variant in PARAMS.study.factorial]
+    assert kinds == (list(PROBES) if not PARAMS.variant(variant).regime else ["robustness", "curvature"])
+    for kind in kinds:
+        body = EXPANDED[f"{kind}@{variant}"]
+        owned = {str(d) for d in stage_dirs(variant, kind)}
+        assert paths(body["outs"]) == owned, kind
+        assert f"models/{variant}" in body["deps"], kind  # every seed's checkpoints, model.pt and init.pt
+        for seed in PARAMS.study.seeds:
+            run = RunPaths(variant, seed)
+            written = [run.metrics(p) for p in PROBE_KINDS[kind]] + [run.timing(kind)]
+            written += [run.plot(p) for p in PROBE_KINDS[kind] if kind != "curvature"]
+            for path in written:
+                assert any(Path(d) in path.parents for d in owned), (kind, path)
+            assert str(run.model).startswith(f"models/{variant}/") and str(run.initial).startswith(f"models/{variant}/")
 
 
 def test_study_outputs_are_in_git_and_per_run_outputs_in_the_cache():
@@ -132,9 +140,11 @@ def params_of(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", PER_RUN)
 def test_per_run_stages_do_not_depend_on_the_matrix_itself(name):
-    """Adding a seed or a variant must rerun nothing that exists: no per-run stage reads `study` or all `variants`."""
+    """Adding a variant must rerun nothing that exists: no per-run stage reads all of `study` or all `variants`;
+    a probe stage reads study.seeds (it probes every seed: adding one reruns it), training no `study` key at all."""
+    study_keys = [key for key in params_of(name) if key.split(".")[0] == "study"]
+    assert study_keys == ([] if name.startswith("train_") else ["study.seeds"]), name
     for key in params_of(name):
-        assert key.split(".")[0] != "study", key
         assert key != "variants", key
     assert "variants.${item.variant}" in params_of(name)
 
@@ -142,8 +152,10 @@ def test_per_run_stages_do_not_depend_on_the_matrix_itself(name):
 def test_training_reads_no_probe_section_and_probes_read_no_training_conditions():
     """A probe's section reruns that probe, never training; `train:` reruns training (and, through the model, the
     probes), and a probe reads no `train` key: where it evaluates (device, batch size, threads) is `runtime:`,
-    which training reads too. One family's widths never rerun the other family; both read `dropout:`."""
+    which training reads too. One family's widths never rerun the other family; both read `dropout:`. The slice
+    stage also runs the path probe, so it reads `path:` too."""
     probe_sections = {"probes", "robustness", "slice", "path", "curvature"}
+    own = {"robustness": {"robustness"}, "slice": {"slice", "path"}, "curvature": {"curvature"}}
     for group in ("train_mlp", "train_cnn"):
         assert not {k.split(".")[0] for k in params_of(group)} & probe_sections, group
         assert {"train", "runtime", "dropout"} <= set(params_of(group)), group
@@ -151,9 +163,9 @@ def test_training_reads_no_probe_section_and_probes_read_no_training_conditions(
     assert not {k.split(".")[0] for k in params_of("train_mlp")} & {"cnn"}
     for probe in PROBES:
         keys = params_of(probe)
-        assert probe in keys and "runtime" in keys, probe
-        assert not {k.split(".")[0] for k in keys} & {"train", "mlp", "cnn", "dropout", "study"}
-        others = probe_sections - {probe, "probes"}
+        assert own[probe] <= set(keys) and "runtime" in keys, probe
+        assert not {k.split(".")[0] for k in keys} & {"train", "mlp", "cnn", "dropout"}
+        others = probe_sections - own[probe] - {"probes"}
         assert not {k.split(".")[0] for k in keys} & others, probe
 
 
@@ -182,12 +194,32 @@ def test_parse_seed():
 
 
 def test_run_paths_layout():
+    """Training's files in <root>/<variant>/<seed>/; a probe's in its stage kind's folder <root>/<variant>/<kind>/
+    <seed>/ (the path probe is the slice stage's); a probe stage owns <root>/<variant>/<kind> in each output root."""
     run = RunPaths("mlp_bn", 2)
     assert run.model == Path("models/mlp_bn/2/model.pt")
     assert run.initial == Path("models/mlp_bn/2/init.pt")
-    assert run.metrics("path") == Path("metrics/runs/mlp_bn/2/path.json")
-    assert run.plot("surface") == Path("plots/runs/mlp_bn/2/surface.csv")
+    assert run.epoch1 == Path("models/mlp_bn/2/epoch1.pt")
+    assert run.metrics("train") == Path("metrics/runs/mlp_bn/2/train.json")
+    assert run.plot("history") == Path("plots/runs/mlp_bn/2/history.csv")
     assert run.timing("train") == Path("timings/mlp_bn/2/train.json")
+    assert run.metrics("robustness") == Path("metrics/runs/mlp_bn/robustness/2/robustness.json")
+    assert run.plot("robustness") == Path("plots/runs/mlp_bn/robustness/2/robustness.csv")
+    assert run.timing("robustness") == Path("timings/mlp_bn/robustness/2/robustness.json")
+    assert run.metrics("slice") == Path("metrics/runs/mlp_bn/slice/2/slice.json")
+    assert run.plot("surface") == Path("plots/runs/mlp_bn/slice/2/surface.csv")
+    assert run.metrics("path") == Path("metrics/runs/mlp_bn/slice/2/path.json")
+    assert run.plot("path") == Path("plots/runs/mlp_bn/slice/2/path.csv")
+    assert run.timing("slice") == Path("timings/mlp_bn/slice/2/slice.json")
+    assert run.metrics("curvature") == Path("metrics/runs/mlp_bn/curvature/2/curvature.json")
+    assert run.timing("curvature") == Path("timings/mlp_bn/curvature/2/curvature.json")
+    assert stage_dirs("mlp_bn", "slice") == [
+        Path("metrics/runs/mlp_bn/slice"),
+        Path("plots/runs/mlp_bn/slice"),
+        Path("timings/mlp_bn/slice"),
+    ]
+    assert stage_dirs("cnn", "curvature") == [Path("metrics/runs/cnn/curvature"), Path("timings/cnn/curvature")]
+    assert sorted(PROBE_KINDS) == sorted(PROBES) and PROBE_KINDS["slice"] == ("slice", "surface", "path")
 
 
 def stage_exit(monkeypatch, main, *argv: str) -> int:

@@ -71,30 +71,37 @@ REAL_STAGES = TOOL.stages_of(REPO)
 
 
 def test_the_real_stages_are_every_run_of_every_kind_with_its_command() -> None:
+    """Training is one stage per variant and seed; each probe kind one stage per variant (robustness and curvature
+    over study.variants, slice over study.factorial), whose cmd names the variant only."""
     names = [s.name for s in REAL_STAGES]
     assert names[0] == "download" and names[-2:] == ["aggregate", "plots"]
-    assert "pipeline/slice/dvc.yaml:slice@mlp-0" in names  # a per-kind file's stage, named as DVC names it
+    assert "pipeline/slice/dvc.yaml:slice@mlp" in names  # a per-kind file's stage, named as DVC names it
     commands = {name.split(":")[-1]: s.cmd for name, s in zip(names, REAL_STAGES, strict=True)}
     study = PARAMS["study"]
-    probes = [k for k in shape.kinds(REPO) if k != "train"]
+    assert shape.kinds(REPO) == ["curvature", "robustness", "slice", "train"]
+    over = {"robustness": study["variants"], "curvature": study["variants"], "slice": study["factorial"]}
     for seed in study["seeds"]:
         for family in ("mlp", "cnn"):
             for variant in study[f"train_{family}"]:
                 cmd = f"PYTHONPATH=src python stages/train.py {variant} {seed}"
                 assert commands[f"train_{family}@{variant}-{seed}"] == cmd
-        for variant in study["variants"]:
-            for probe in probes:
-                assert (
-                    commands[f"{probe}@{variant}-{seed}"] == f"PYTHONPATH=src python stages/{probe}.py {variant} {seed}"
-                )
-    n_runs = len(study["variants"]) * len(study["seeds"])
-    assert len(names) == 1 + n_runs * (1 + len(probes)) + 2  # download, train + the probes per run, aggregate, plots
+    for probe, variants in over.items():
+        for variant in variants:
+            assert commands[f"{probe}@{variant}"] == f"PYTHONPATH=src python stages/{probe}.py {variant}"
+    assert not [n for n in commands if n.startswith("slice@") and n.split("@")[1] not in study["factorial"]]
+    n_train = len(study["variants"]) * len(study["seeds"])
+    n_probes = sum(len(v) for v in over.values())
+    assert len(names) == 1 + n_train + n_probes + 2  # download, training, the probes, aggregate, plots
     assert "${" not in "".join(commands.values())
     kinds = {s.name: s.kind for s in REAL_STAGES}
     assert kinds["pipeline/train/dvc.yaml:train_cnn@cnn-0"] == "train" and kinds["download"] == "download"
-    assert {s.lane_key for s in REAL_STAGES} == {None, *study["seeds"]}
+    assert kinds["pipeline/curvature/dvc.yaml:curvature@cnn"] == "curvature"
+    assert {s.lane_key for s in REAL_STAGES} == {None, *study["variants"]}  # a lane is a variant
     assert {s.wdir for s in REAL_STAGES} == {"."}
-    assert REAL_STAGES[1].timing == Path(f"timings/{REAL_STAGES[1].name.split('@')[1].replace('-', '/')}/train.json")
+    timing = {s.name.split(":")[-1]: s.timing for s in REAL_STAGES}
+    assert timing["train_cnn@cnn-0"] == Path("timings/cnn/0/train.json")
+    assert timing["slice@mlp"] == Path("timings/mlp/slice")  # a probe stage's folder: one file per seed
+    assert timing["download"] is None
 
 
 def test_a_cmd_runs_with_its_variables_and_this_python() -> None:
@@ -110,6 +117,7 @@ def test_real_stages_run_after_the_stages_whose_outputs_they_read() -> None:
     assert [r.address for r in REAL] == [s.name for s in REAL_STAGES]
     produced = {path for r in REAL for path in out_paths(r.body)}
     assert "models/cnn/0/init.pt" in produced and "metrics/study.json" in produced
+    assert "metrics/runs/cnn/curvature" in produced and "plots/runs/mlp/slice" in produced
     assert assert_in_dependency_order(REAL) > 100
     for r in REAL:
         assert "${" not in yaml.safe_dump(r.body), r.address
@@ -128,15 +136,15 @@ def test_a_tiny_pipeline_is_expanded_resolved_and_ordered_by_its_deps(tmp_path: 
         "report": {"cmd": "python r.py", "deps": ["out"]},
         "one": {"foreach": "${models}", "do": {"cmd": "python t.py ${item} ${train.epochs}", "outs": ["w/${item}"]}},
     }
-    fit = {"fit": {"matrix": {"m": ["x"], "seed": [1, 2]}, "cmd": "echo ${item.m}/${item.seed}", "deps": ["w"],
-                   "outs": ["out/${item.seed}"]}}  # fmt: skip
+    fit = {"fit": {"matrix": {"variant": ["x"], "seed": [1, 2]}, "cmd": "echo ${item.variant}/${item.seed}",
+                   "deps": ["w"], "outs": ["out/${item.seed}"]}}  # fmt: skip
     dvc_project(tmp_path, {"dvc.yaml": {"stages": root_stages}, "pipeline/fit/dvc.yaml": per_kind(fit)})
     stages = TOOL.stages_of(tmp_path)
     assert [(s.name, s.kind, s.cmd, s.lane_key) for s in stages] == [
         ("one@a", "one@a", "python t.py a 3", None),
         ("one@b", "one@b", "python t.py b 3", None),
-        ("pipeline/fit/dvc.yaml:fit@x-1", "fit", "echo x/1", 1),
-        ("pipeline/fit/dvc.yaml:fit@x-2", "fit", "echo x/2", 2),
+        ("pipeline/fit/dvc.yaml:fit@x-1", "fit", "echo x/1", "x"),  # a lane is the matrix item's variant
+        ("pipeline/fit/dvc.yaml:fit@x-2", "fit", "echo x/2", "x"),
         ("report", "report", "python r.py", None),
     ]
     assert assert_in_dependency_order(shape.stages(tmp_path)) == 2 * 2 + 2
@@ -158,7 +166,7 @@ def test_stage_names_are_the_ones_dvc_lists(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_plan_runs_the_same_stages_where_dvc_is_missing(tmp_path: Path) -> None:
     """--write-plan keeps DVC's stages for a machine without DVC; --plan runs them without importing DVC."""
-    stages = fake_project(tmp_path, [0, 1])
+    stages = fake_project(tmp_path, ["a", "b"])
     TOOL.write_plan(stages, tmp_path / "plan.json")
     assert TOOL.read_plan(tmp_path / "plan.json") == stages
     runner = (
@@ -167,7 +175,7 @@ def test_a_plan_runs_the_same_stages_where_dvc_is_missing(tmp_path: Path) -> Non
         f"runpy.run_path({str(REPO / 'tools' / 'run_stages.py')!r}, run_name='__main__')"
     )
     done = run_command([sys.executable, "-c", runner], tmp_path)
-    assert "train 1 done" in done.stdout and "pipeline/probe/dvc.yaml:probe@0" in done.stdout
+    assert "train b done" in done.stdout and "pipeline/probe/dvc.yaml:probe@a" in done.stdout
     assert [line.split()[1] for line in (tmp_path / "order.txt").read_text().splitlines()] == ["prepare", "train",
                                                                                                "train"]  # fmt: skip
 
@@ -179,22 +187,24 @@ def test_stage_times_table_medians_over_seeds(tmp_path) -> None:
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"wall_s": wall, "peak_rss_mb": 900.0 + seed}))
     text = module.table(module.collect(tmp_path))
-    assert "| cnn | 15.0 s | – | – | – | – | 15.0 s | – |" in text  # no probe, no lambda_max during training
+    assert "| variant | train | robustness | slice | curvature | one run |" in text
+    assert "| cnn | 15.0 s | – | – | – | 15.0 s | – |" in text  # no probe, no lambda_max during training
     assert "2 stage runs, 0.5 min" in text and "901 MB" in text
 
 
 def test_stage_times_sum_a_run_by_seed_when_a_stage_is_missing(tmp_path) -> None:
-    """A whole run is its seed's stages summed: with seed 0's robustness stage missing, the runs are 10, 120 and
-    230 s (median 120), not the lists summed by position (110, 220, 30: median 110)."""
+    """A whole run is its seed's stages summed: with seed 0's robustness file missing, the runs are 10, 120 and
+    230 s (median 120), not the lists summed by position (110, 220, 30: median 110). Training's timings are
+    <variant>/<seed>/train.json, a probe stage's <variant>/<kind>/<seed>/<kind>.json."""
     module = load_tool("stage_times")
     walls = {"train": {0: 10.0, 1: 20.0, 2: 30.0}, "robustness": {1: 100.0, 2: 200.0}}
     for stage, by_seed in walls.items():
         for seed, wall in by_seed.items():
-            path = tmp_path / "cnn" / str(seed) / f"{stage}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"wall_s": wall, "peak_rss_mb": 900.0}))
+            folder = tmp_path / "cnn" / str(seed) if stage == "train" else tmp_path / "cnn" / stage / str(seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{stage}.json").write_text(json.dumps({"wall_s": wall, "peak_rss_mb": 900.0}))
     row = next(x for x in module.table(module.collect(tmp_path)).splitlines() if x.startswith("| cnn |"))
-    assert row == "| cnn | 20.0 s | 150.0 s | – | – | – | 120.0 s | – |"
+    assert row == "| cnn | 20.0 s | 150.0 s | – | – | 120.0 s | – |"
 
 
 def test_stage_times_give_the_share_of_lambda_max_during_training(tmp_path) -> None:
@@ -239,44 +249,52 @@ def test_set_device_without_a_runtime_section_sets_train_device(tmp_path: Path) 
 
 FAKE_STAGE = """\
 import json, os, sys, time
-kind, seed, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+kind, variant, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
 with open("order.txt", "a") as f:
-    f.write(f"start {kind} {seed} {time.time()}\\n")
+    f.write(f"start {kind} {variant} {time.time()}\\n")
 time.sleep(pause)
 if kind == "fail":
     sys.exit(3)
-if seed != "-":
-    os.makedirs(f"timings/{seed}", exist_ok=True)
-    with open(f"timings/{seed}/{kind}.json", "w") as f:
+if kind == "probe":  # a probe stage: one timing file per seed, in the folder it owns
+    os.makedirs(f"timings/{variant}/probe", exist_ok=True)
+    for seed in (0, 1):
+        with open(f"timings/{variant}/probe/{seed}.json", "w") as f:
+            json.dump({"wall_s": pause / 4}, f)
+elif variant != "-":
+    os.makedirs(f"timings/{variant}", exist_ok=True)
+    with open(f"timings/{variant}/{kind}.json", "w") as f:
         json.dump({"wall_s": pause / 2}, f)
-print(f"{kind} {seed} done")
+print(f"{kind} {variant} done")
 """
 
 
-def fake_project(root: Path, seeds: list[int], pause: float = 0.05, fail: bool = False) -> list:
-    """A DVC project of fake stages, laid out as the study's: prepare, then train and probe per seed (probe reads
-    train's output) in pipeline/train/ and pipeline/probe/, then report."""
+def fake_project(root: Path, variants: list[str], pause: float = 0.05, fail: bool = False) -> list:
+    """A DVC project of fake stages, laid out as the study's: prepare, then train and probe per variant (probe reads
+    train's output; its timings are a folder of one file per seed) in pipeline/train/ and pipeline/probe/, then
+    report."""
     (root / "stage.py").write_text(FAKE_STAGE)
-    (root / "params.yaml").write_text(yaml.safe_dump({"seeds": seeds, "runtime": {"device": "cpu"}}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"variants": variants, "runtime": {"device": "cpu"}}))
 
-    def per_seed(kind: str, deps: list[str], script: str | None = None) -> dict:
+    def per_variant(kind: str, deps: list[str], timing: str, script: str | None = None) -> dict:
         return {
-            "matrix": {"seed": "${seeds}"},
-            "cmd": f"python stage.py {script or kind} ${{item.seed}} {pause}",
+            "matrix": {"variant": "${variants}"},
+            "cmd": f"python stage.py {script or kind} ${{item.variant}} {pause}",
             "deps": deps,
-            "outs": [f"out/${{item.seed}}/{kind}", f"timings/${{item.seed}}/{kind}.json"],
+            "outs": [f"out/${{item.variant}}/{kind}", timing],
         }
 
     stages = {
         "prepare": {"cmd": f"python stage.py prepare - {pause}", "outs": ["data"]},
         "report": {"cmd": f"python stage.py report - {pause}", "deps": ["out"]},
     }
+    train = per_variant("train", ["data"], "timings/${item.variant}/train.json", "fail" if fail else None)
+    probe = per_variant("probe", ["data", "out/${item.variant}/train"], "timings/${item.variant}/probe")
     dvc_project(
         root,
         {
             "dvc.yaml": {"stages": stages},
-            "pipeline/train/dvc.yaml": per_kind({"train": per_seed("train", ["data"], "fail" if fail else None)}),
-            "pipeline/probe/dvc.yaml": per_kind({"probe": per_seed("probe", ["data", "out/${item.seed}/train"])}),
+            "pipeline/train/dvc.yaml": per_kind({"train": train}),
+            "pipeline/probe/dvc.yaml": per_kind({"probe": probe}),
         },
     )
     return TOOL.stages_of(root)
@@ -291,49 +309,64 @@ def starts(root: Path) -> list[tuple[str, str, float]]:
 
 
 @pytest.mark.slow
-def test_lanes_run_each_seed_in_order_between_the_global_stages(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_lanes_run_each_variant_in_order_between_the_global_stages(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    stages = fake_project(tmp_path, [0, 1, 2], pause=0.3)
-    assert [s.lane_key for s in stages] == [None, 0, 0, 1, 1, 2, 2, None]  # a seed's probe right after its train
-    assert stages[1].timing == Path("timings/0/train.json")
+    stages = fake_project(tmp_path, ["a", "b", "c"], pause=0.3)
+    # a variant's probe right after its training
+    assert [s.lane_key for s in stages] == [None, "a", "a", "b", "b", "c", "c", None]
+    assert stages[1].timing == Path("timings/a/train.json") and stages[2].timing == Path("timings/a/probe")
     TOOL.check_lanes(stages)
     runner = TOOL.Runner(budget=None, table=tmp_path / "table.txt", header="fake")
     runner.run_all(stages, lanes=2)
     order = starts(tmp_path)
     assert order[0][0] == "prepare" and order[-1][0] == "report"
-    for seed in "012":
-        kinds = [kind for kind, s, _ in order if s == seed]
+    for variant in "abc":
+        kinds = [kind for kind, v, _ in order if v == variant]
         assert kinds == ["train", "probe"]
     assert max(t for _, _, t in order[1:3]) - min(t for _, _, t in order[1:3]) < 0.25  # two lanes started together
     results = {r.stage.name: r for r in runner.results}
     assert all(r.status == "ok" for r in results.values()) and len(results) == 8
-    assert {results[f"{TRAIN}@{s}"].lane for s in range(3)} == {1, 2}
-    assert results[f"{PROBE}@1"].work == pytest.approx(0.15) and results[f"{PROBE}@1"].startup > 0
+    assert {results[f"{TRAIN}@{v}"].lane for v in "abc"} == {1, 2}
+    assert results[f"{TRAIN}@b"].work == pytest.approx(0.15) and results[f"{TRAIN}@b"].startup > 0
+    assert results[f"{PROBE}@b"].work == pytest.approx(2 * 0.075)  # its folder's two per-seed files, summed
     assert results["prepare"].work is None and results["prepare"].wall >= 0.3
     text = (tmp_path / "table.txt").read_text()
     assert "| probe | 3 |" in text and "Per-run stages in 2 lane(s)" in text and "start-up share" in text
-    assert "probe 1 done" in capsys.readouterr().out
+    assert "probe b done" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_a_stale_timing_file_is_no_work_and_a_failure_stops_the_run(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    stages = fake_project(tmp_path, [0, 1], fail=True)
-    (tmp_path / "timings" / "0").mkdir(parents=True)
-    (tmp_path / "timings" / "0" / "fail.json").write_text(json.dumps({"wall_s": 9.0}))
+    stages = fake_project(tmp_path, ["a", "b"], fail=True)
+    (tmp_path / "timings" / "a").mkdir(parents=True)
+    (tmp_path / "timings" / "a" / "train.json").write_text(json.dumps({"wall_s": 9.0}))  # from an earlier run
     runner = TOOL.Runner(budget=None, table=None, header="fake")
     runner.run_all(stages, lanes=1)
     status = {r.stage.name: r.status for r in runner.results}
-    assert status["prepare"] == "ok" and status[f"{TRAIN}@0"] == "failed (exit 3)"
-    assert all(s.startswith("not run") for name, s in status.items() if name not in ("prepare", f"{TRAIN}@0"))
-    assert next(r for r in runner.results if r.stage.name == f"{TRAIN}@0").work is None
-    assert runner.stop == f"{TRAIN}@0 failed"
+    assert status["prepare"] == "ok" and status[f"{TRAIN}@a"] == "failed (exit 3)"
+    assert all(s.startswith("not run") for name, s in status.items() if name not in ("prepare", f"{TRAIN}@a"))
+    assert next(r for r in runner.results if r.stage.name == f"{TRAIN}@a").work is None
+    assert runner.stop == f"{TRAIN}@a failed"
+
+
+def test_a_probe_stages_work_is_its_folders_files_all_from_this_run(tmp_path: Path) -> None:
+    """A probe stage's timings are a folder of one file per seed: its work is their sum, and none when one of them
+    is older than the stage's process (a seed it did not rerun) or the folder is empty."""
+    stage = TOOL.Stage("p@a", "p", "true", ".", "a", tmp_path / "p", ())
+    (tmp_path / "p").mkdir()
+    assert TOOL.stage_work(stage, 0.0) is None
+    for seed, wall in ((0, 1.5), (1, 2.25)):
+        (tmp_path / "p" / str(seed)).mkdir()
+        (tmp_path / "p" / str(seed) / "p.json").write_text(json.dumps({"wall_s": wall}))
+    assert TOOL.stage_work(stage, 0.0) == 3.75
+    assert TOOL.stage_work(stage, (tmp_path / "p" / "1" / "p.json").stat().st_mtime + 1) is None
 
 
 @pytest.mark.slow
 def test_the_budget_kills_the_running_stage_and_starts_no_other(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    stages = fake_project(tmp_path, [0, 1], pause=3.0)
+    stages = fake_project(tmp_path, ["a", "b"], pause=3.0)
     runner = TOOL.Runner(budget=1.0, table=None, header="fake")
     runner.run_all(stages, lanes=2)
     status = [r.status for r in runner.results]
@@ -346,15 +379,15 @@ def time_of(runner) -> float:
     return max(r.started + (r.wall or 0.0) for r in runner.results)
 
 
-def test_lanes_are_refused_when_a_seed_reads_another_seeds_output(tmp_path: Path) -> None:
-    fake_project(tmp_path, [0, 1])
+def test_lanes_are_refused_when_a_variant_reads_another_variants_output(tmp_path: Path) -> None:
+    fake_project(tmp_path, ["a", "b"])
     path = tmp_path / "pipeline" / "probe" / "dvc.yaml"
     spec = yaml.safe_load(path.read_text())
-    spec["stages"]["probe"]["deps"].append("out/0/train")
+    spec["stages"]["probe"]["deps"].append("out/a/train")
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    with pytest.raises(SystemExit, match=f"{PROBE}@1 .seed 1. reads an output of {TRAIN}@0 .seed 0."):
+    with pytest.raises(SystemExit, match=f"{PROBE}@b .variant b. reads an output of {TRAIN}@a .variant a."):
         TOOL.check_lanes(TOOL.stages_of(tmp_path))
-    TOOL.check_lanes(REAL_STAGES)  # the real pipeline's seeds are independent
+    TOOL.check_lanes(REAL_STAGES)  # the real pipeline's variants are independent
 
 
 # --- tools/compare_runs.py ---------------------------------------------------------------------

@@ -177,6 +177,7 @@ def test_training_summary_measures_gaps_and_epochs_to_target(tiny_dataset):
     s = training_summary("cnn", SMALL["cnn"], cfg, 0, run, data, train_eval, CPU, EVAL_BATCH, [], None)
     assert (s.variant, s.seed, s.family, s.epochs, s.device) == ("cnn", 0, "cnn", 2, "cpu")
     assert (s.lr, s.batch_size, s.momentum, s.diverged) == (cfg.lr, cfg.batch_size, cfg.momentum, None)
+    assert (s.steps, s.stop_loss, s.reached_loss) == (2 * math.ceil(len(data.train) / BATCH), 0.0, None)
     assert s.n_parameters == sum(p.numel() for p in model.parameters())
     for split in ("train", "val", "test"):
         score = evaluate(model, getattr(data, split), EVAL_BATCH)
@@ -209,6 +210,15 @@ def test_a_run_stops_at_the_first_epoch_whose_windowed_train_loss_reaches_stop_l
     never = train_model("mlp", SMALL["mlp"], capped, 0, tiny_dataset, subset, CPU, EVAL_BATCH, progress=False)
     assert never.history == free.history and never.reached_loss is False
     assert free.reached_loss is None  # stop_loss 0: no target
+    for r, c, epochs, reached in ((run, cfg, stop, True), (never, capped, 8, False)):
+        for target_acc in (c.target_acc, 0.999):  # 0.999: never reached, so censored
+            c = dataclasses.replace(c, target_acc=target_acc)
+            s = training_summary("mlp", SMALL["mlp"], c, 0, r, tiny_dataset, subset, CPU, EVAL_BATCH, [], None)
+            assert (s.epochs, s.steps, s.stop_loss, s.reached_loss) == (epochs, r.steps, c.stop_loss, reached)
+            # epochs to the accuracy target: censored where the run stopped (at stop_loss or the cap)
+            hits = [e.epoch for e in r.history if e.val_acc >= target_acc]
+            expected = (float(hits[0]), False) if hits else (float(epochs), True)
+            assert (s.epochs_to_target.value, s.epochs_to_target.censored) == expected
 
 
 def test_a_diverging_run_ends_cleanly_with_the_last_finite_weights(tiny_dataset):

@@ -1,4 +1,5 @@
-"""Per-stage wall times and peak memory of the last `dvc repro`, from timings/<variant>/<seed>/<stage>.json.
+"""Per-stage wall times and peak memory of the last `dvc repro`, from timings/<variant>/<seed>/train.json (training,
+one stage per seed) and timings/<variant>/<kind>/<seed>/<kind>.json (a probe stage, one file per seed it probed).
 
     python tools/stage_times.py            # markdown table: variant x stage, median over seeds
 
@@ -14,14 +15,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-STAGES = ("train", "robustness", "slice", "path", "curvature")
+STAGES = ("train", "robustness", "slice", "curvature")
 
 
 def collect(root: Path) -> dict[tuple[str, str], dict[str, dict]]:
-    """(stage, variant) -> seed -> that run's timing record."""
+    """(stage, variant) -> seed -> that run's timing record (a probe stage's: the part of it spent on that seed)."""
     found: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
-    for path in sorted(root.glob("*/*/*.json")):
-        variant, seed, stage = path.parts[-3], path.parts[-2], path.stem
+    for path in [*sorted(root.glob("*/*/*.json")), *sorted(root.glob("*/*/*/*.json"))]:
+        variant, seed, stage = path.relative_to(root).parts[0], path.parts[-2], path.stem
         found[(stage, variant)][seed] = json.loads(path.read_text())
     return found
 

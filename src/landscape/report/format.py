@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from landscape.report.schema import Claim, Effect, Estimate
-from landscape.report.stats import ALPHA, Interval, seeds_for_power
+from landscape.report.stats import ALPHA, Interval
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,13 @@ def tested(p: float, p_adjusted: float) -> str:
     return f"p {raw if raw.startswith('<') else f'= {raw}'}, Holm-adjusted {p_value(p_adjusted)}"
 
 
-def seeds_to_resolve(i: Interval) -> str:
-    """The seeds a paired t-test would need for 80 % power at the 5 % level if the mean and spread were these
-    (``stats.seeds_for_power``): a planning guess (the mean and spread themselves move with more seeds)."""
+def seeds_to_resolve(effect: Effect) -> str:
+    """The seeds a paired t-test would need for 80 % power at the 5 % level if the mean and spread were these (the
+    aggregate's ``seeds_for_power``): a planning guess (the mean and spread themselves move with more seeds)."""
+    i = effect.estimate.interval
     if not has_ci(i):
         return "more seeds"
-    n = seeds_for_power(i)
+    n = effect.seeds_for_power
     if n is None:
         return "more than 1000 seeds at this spread (no visible effect)" if i.std > 0 else "more seeds"
     return f"about {n} seeds for 80 % power at this mean and spread"
@@ -105,7 +106,7 @@ def direction(effect: Effect, up: str = "an increase", down: str = "a decrease")
     test = tested(effect.p, effect.p_adjusted)
     if effect.p_adjusted < ALPHA and e.interval.mean != 0:
         return f"{up if e.interval.mean > 0 else down} ({test})"
-    return f"inconclusive ({test}; {seeds_to_resolve(e.interval)})"
+    return f"inconclusive ({test}; {seeds_to_resolve(effect)})"
 
 
 def effect_sentence(term: str, what: str, effect: Effect | None, unit: Unit = SIGNED) -> str:

@@ -15,10 +15,8 @@ import matplotlib.colors as mcolors
 import numpy as np
 from matplotlib.axes import Axes
 
-from landscape.report.aggregate import MODEL_A, MODEL_B
-from landscape.report.measures import finite_ci, geometric_ci
+from landscape.report.schema import MODEL_A, MODEL_B, Band
 from landscape.report.stats import Interval
-from landscape.study.params import VariantParams
 
 # (conv, bn, dropout) -> colour.
 CELL_COLOURS = {
@@ -34,7 +32,9 @@ CELL_COLOURS = {
 ROLE = {MODEL_A: "A", MODEL_B: "B"}
 
 
-def colour(cell: VariantParams) -> str:
+def colour(cell) -> str:
+    """The colour of a factorial cell: anything with ``conv``, ``bn`` and ``dropout`` (a ``VariantParams``, a
+    ``VariantRow`` of study.json)."""
     return CELL_COLOURS[(cell.conv, cell.bn, cell.dropout)]
 
 
@@ -56,30 +56,13 @@ def seed_note(n: int) -> str:
     return f"bands/bars: 95 % t-CI over n = {n} training seeds"
 
 
-def column_intervals(per_seed: np.ndarray) -> list[Interval]:
-    """``mean_ci`` of each column of a (seeds x points) array, ignoring non-finite entries of a column."""
-    return [finite_ci(col) for col in np.asarray(per_seed, float).T]
-
-
-def band(
-    ax: Axes,
-    x: Sequence[float],
-    per_seed: np.ndarray,
-    colour_: object,
-    alpha: float = 0.18,
-    geometric: bool = False,
-    **line,
-) -> None:
-    """The mean over seeds as a line, and its 95 % t-CI as a shaded band (opacity ``alpha``) where n >= 2. With
-    ``geometric`` (positive values on a log axis) the mean and CI are those of the log, drawn back on the values'
-    scale: the geometric mean, and a band that never reaches 0."""
-    per_seed = np.asarray(per_seed, float)
-    intervals = [geometric_ci(col) for col in per_seed.T] if geometric else column_intervals(per_seed)
-    ax.plot(x, [i.mean for i in intervals], color=colour_, **line)
-    low = np.array([i.ci_low for i in intervals])
-    high = np.array([i.ci_high for i in intervals])
+def band(ax: Axes, b: Band, colour_: object, alpha: float = 0.18, **line) -> None:
+    """A ``Band`` of study.json: its mean over seeds as a line, and its 95 % t-CI as a shaded band (opacity
+    ``alpha``) where there is one (n >= 2)."""
+    ax.plot(b.x, b.mean, color=colour_, **line)
+    low, high = np.array(b.ci_low, float), np.array(b.ci_high, float)
     if np.isfinite(low).any():
-        ax.fill_between(x, low, high, color=colour_, alpha=alpha, lw=0)
+        ax.fill_between(b.x, low, high, color=colour_, alpha=alpha, lw=0)
 
 
 def point(ax: Axes, x: float, interval: Interval, colour_: object, scale: float = 1.0, marker: str = "o") -> None:

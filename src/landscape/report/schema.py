@@ -4,9 +4,12 @@
 aggregate stage makes of them, and the names it adds (claim keys, the ``plots/study`` curves). Both files are
 written with ``serialize.to_json`` and read back with ``serialize.from_json``; nothing parses a key string.
 
-``study.json`` holds every measure of every variant, the B - A paired differences, the factorial effects (with
-the simple effects behind each interaction whose CI excludes 0) and the claims with their text, rule, p-values
-and verdict: the plots stage reads the claims from it. ``headline.json`` is the
+``study.json`` holds every number the report and the figures show, computed by the aggregate stage (the analysis
+pass): every measure of every variant, the B - A paired differences, the factorial effects (with the simple effects
+behind each interaction whose CI excludes 0), the claims with their text, rule, p-values and verdict, what was run,
+the settings the report states, sections 6 to 9 (``Geometry``, ``Correlations``), the figures' bands (``Figures``)
+and questions 1 and 4 as ``analysis.questions`` writes them. The plots stage (the render pass) reads this file
+alone. ``headline.json`` is the
 one declared metric, small enough for `dvc metrics diff` and `dvc exp show` to print readably; its top-level
 keys are no params.yaml section (DVC would show both under one name).
 """
@@ -15,14 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from landscape.errors import StudyError
 from landscape.report.stats import Interval
-from landscape.study.params import RegimeRuleParams
 from landscape.study.runs_io import read_json
 from landscape.study.serialize import from_json
 from landscape.study.stage import METRICS_DIR
 
+MODEL_A, MODEL_B = "mlp", "cnn"
 STUDY_JSON = METRICS_DIR / "study.json"
 HEADLINE_JSON = METRICS_DIR / "headline.json"
 # Every run's summaries in one git-tracked file: the per-run files live in the DVC cache (for the run-cache),
@@ -68,6 +72,7 @@ class Effect:
     estimate: Estimate
     p: float
     p_adjusted: float
+    seeds_for_power: int | None = None  # a paired t-test's seeds for 80 % power at this mean and spread (a guess)
 
 
 @dataclass(frozen=True)
@@ -81,59 +86,272 @@ class SimpleEffect:
 
 
 @dataclass(frozen=True)
-class RegimeCell:
+class VariantRow:
+    """Report section 1: one variant as it was trained; ``overrides`` its changes to the shared train section (and
+    its own hidden widths), empty for a factorial cell."""
+
     variant: str
     family: str
-    default: str  # the factorial variant with the same network and the shared train section
+    factorial: bool
+    conv: bool
+    bn: bool
+    dropout: bool
+    n_parameters: int
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The settings the report states (from params and a run's summaries), so that rendering reads no params."""
+
+    model_a: str
+    model_b: str
+    optimizer: str
     lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    epochs: int
     batch_size: int
-    noise_scale: float  # (lr / batch) / (default lr / default batch)
-    batch_ratio: float
+    target_acc: float
+    val_size: int
+    train_eval_size: int
+    parameters: str  # what noise and slices perturb: weights | all
+    bn_modes: list[str]  # BN handling after a perturbation
+    bn_samples: int  # images behind a recalibration
+    noise_modes: list[str]
+    sigmas: list[float]
+    noise_trials: int
+    noise_samples: int
+    noise_split: str
+    slice_directions: int
+    fit_window: float
+    curvature_samples: int
+    lanczos_steps: int  # Ritz values of a run's Lanczos spectrum
+    ritz_pairs: int  # the top pairs with a residual
+    sigma_star: str  # the headline sigma* measure, its mode and drop
+    sigma_star_mode: str
+    sigma_star_drop: float
+    width_tau: float  # the smallest basin-width tau (section 8)
 
 
 @dataclass(frozen=True)
-class RunDifficulty:
+class FiniteStepRow:
+    """Section 6: a variant's finite-step curvature kappa at each alpha of ``FiniteStep.alphas`` (t-interval over
+    seeds of each run's mean over directions), d^T H d / kappa at the steepness alpha, and in how many of its
+    directions d^T H d is below that kappa."""
+
     variant: str
-    seed: int
-    reached: bool
-    epochs_to_target: float
-    final_train_loss: float  # nan for a diverged run
-    diverged_epoch: int  # 0: did not diverge
-    spiked: bool
-    score: float  # the difficulty order (larger: harder); see the module docstring
+    kappa: list[Interval]
+    ratio: Interval
+    below: int
+    directions: int
+    fit_vs_local: Interval  # each run's mean |fitted 2a - d^T H d| / |d^T H d|, over seeds
 
 
 @dataclass(frozen=True)
-class TauEvidence:
-    """Kendall's tau of one measure with another (the gap, or difficulty) over cell means and over runs."""
+class SpectrumRow:
+    """Section 6: the bottom of a variant's Lanczos spectra (``runs`` with a spectrum)."""
+
+    variant: str
+    theta_min: Interval
+    negative: int
+    runs: int
+    ratio: Interval  # -theta_min / theta_max
+    mass_below: Interval  # quadrature mass below 0 (fraction)
+
+
+@dataclass(frozen=True)
+class NoiseRow:
+    """Section 6: each run's within-run SE (per seed) and the between-seed SD of the run means, for d^T H d, kappa at
+    the steepness alpha and the Hutchinson trace; ``share``: mean SE^2 / SD^2 per estimator (nan with one seed)."""
+
+    variant: str
+    se: dict[str, list[float]]
+    sd: dict[str, float]
+    share: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LanczosRow:
+    """Section 6: one Ritz pair over runs: its range, its largest relative residual, the runs at rounding level."""
+
+    pair: int
+    low: float
+    high: float
+    largest_residual: float
+    at_rounding: int
+    runs: int
+
+
+@dataclass(frozen=True)
+class LayerPoint:
+    """A distinct layer of the fan-in test: a tensor's position in its family, its fan-in, the mean of the local
+    slice curvature d_l^T H d_l over its family's variants and seeds, and the directions behind that mean."""
 
     name: str
-    label: str
-    scope: str  # "mlp", "cnn" or "all"
-    tau: float  # over cell means
-    p: float  # permutation p over the cell means (exact up to 8 cells)
-    p_adjusted: float  # Holm over the family
-    exact: bool
-    cells: int
-    runs: Interval  # tau over runs, CI from resampling whole cells (no CI under 4 cells)
-    excluded: int  # runs without a finite value (diverged in epoch 1, say)
+    fan_in: int
+    curvature: float
+    directions: int
 
 
 @dataclass(frozen=True)
-class RegimeSummary:
-    """Questions 1 and 4 from the training-regime arm (``landscape.report.regimes``)."""
+class Steepest:
+    """A variant's weight tensor with the largest mean slice curvature, with its t-interval over seeds."""
 
-    cells: dict[str, RegimeCell]  # every regime variant
-    claims: list[Claim]  # Q1, one Holm family
-    sharpness_tau: list[TauEvidence]  # Q1: sharpness measures against the gap within an architecture
-    early_tau: list[TauEvidence]  # Q4: signals after epoch 1 against difficulty (one Holm family)
-    final_tau: list[TauEvidence]  # Q4: the final-weight measures against difficulty (their own family)
-    q4_verdicts: dict[str, str]  # each claimed signal group -> agrees / inconclusive
-    difficulty: list[RunDifficulty]
-    hard_cells: list[str]
-    stability: dict[str, float]  # variant -> largest lambda_max x lr_t / (2 (1 + momentum)) over its runs and epochs
-    stability_base: dict[str, float]  # the same with the run's base lr in place of the scheduled lr_t
-    rules: RegimeRuleParams  # params.yaml's claim_rules.regimes, as the analysis used them
+    variant: str
+    tensor: str
+    fan_in: int
+    curvature: Interval
+
+
+@dataclass(frozen=True)
+class FanIn:
+    """Section 6: Kendall's tau between fan-in and per-layer curvature over the distinct layers, one-sided
+    permutation test (tau < 0 predicted), at ``level``."""
+
+    units: dict[str, list[LayerPoint]]  # Model A and B: their tensors and fan-ins (curvature unused)
+    layers: list[LayerPoint]
+    tau: float
+    p: float
+    permutations: int
+    exact: bool
+    level: float
+    consistent: bool
+    run_directions: list[int]  # the distinct directions-per-run counts
+    steepest: list[Steepest]
+
+
+@dataclass(frozen=True)
+class Rise:
+    """Section 7: a non-monotonic run's largest rise above an earlier minimum of its path loss on t in [0, 1]."""
+
+    variant: str
+    seed: int
+    rise: float
+    t_min: float
+    t_peak: float
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """Section 7: per split, the variant's runs with a monotonic path loss, and its loss at t = 1 over seeds."""
+
+    variant: str
+    runs: int
+    monotonic: dict[str, int]
+    loss_at_1: dict[str, Interval]
+
+
+@dataclass(frozen=True)
+class Paths:
+    splits: list[str]
+    tolerance: float
+    rows: list[PathRow]
+    monotonic: dict[str, list[int]]  # split -> [monotonic runs, runs]
+    rises: dict[str, list[Rise]]  # split -> non-monotonic runs
+    worst_barrier: float  # the largest training-loss barrier (0: none), of ``worst_run``
+    worst_run: str
+    worst_seed: int
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Report sections 6, 7 and 9 (over the factorial runs)."""
+
+    alphas: list[float]  # the alphas of kappa: the slice grid step and its multiples
+    steepness_alpha: float
+    finite_step: list[FiniteStepRow]
+    fit_vs_local_mean: float  # the mean over variants of the fit_vs_local means
+    spectrum: list[SpectrumRow]
+    noise: list[NoiseRow]
+    noise_share: dict[str, list[float]]  # estimator -> [median, min, max] over variants of the within-run share
+    lanczos: list[LanczosRow]
+    fan_in: FanIn | None  # None with fewer than two layers with a curvature
+    paths: Paths
+    largest_top_residual: float  # section 9: the largest relative residual of a top Ritz pair over runs
+    trace_rel_se: float  # section 9: the mean relative SE of the Hutchinson trace over runs
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Section 8: how one measure ranks with the eval-mode gap. p's are two-sided permutation p's; ``exact`` False
+    marks one from seeded random orderings; ``runs`` the tau over every run with a whole-variant bootstrap CI (no CI
+    under MIN_GROUPS variants)."""
+
+    name: str
+    tau_means: float
+    p_means: float
+    exact_means: bool
+    p_adjusted: float  # Holm over the measures
+    variants: int
+    tau_within: float
+    p_within: float
+    exact_within: bool
+    n_runs: int
+    tau_strata: dict[str, float]  # "off" / "on": dropout stratum -> tau over its variant means
+    p_stratified: float
+    exact_stratified: bool
+    runs: Interval
+    censored: int
+
+
+@dataclass(frozen=True)
+class Correlations:
+    rows: list[Rank]
+    level: float
+    variants: int
+    dropout_off: int
+    runs: int
+    min_groups: int
+
+
+@dataclass(frozen=True)
+class Band:
+    """A curve over seeds: at each x the mean of the runs' values and its 95 % t-interval (nan with one seed)."""
+
+    x: list[float]
+    mean: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+
+
+@dataclass(frozen=True)
+class Surface:
+    """One run's 2-D loss surface (first seed): loss[i][j] at (a[j], b[i]) on ``split``."""
+
+    seed: int
+    split: str
+    a: list[float]
+    b: list[float]
+    loss: list[list[float]]
+    taus: list[float]
+
+
+@dataclass(frozen=True)
+class LayerBand:
+    """A weight tensor's local trace and slice curvature over seeds."""
+
+    name: str
+    fan_in: int
+    trace: Interval
+    curvature: Interval
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the figures draw beyond the per-variant Estimates: curves with their seed bands (accuracies in %, drops
+    in pp), the slices' split and fitted parabolas, A's and B's surfaces, and per-layer curvature."""
+
+    learning: dict[str, dict[str, Band]]  # variant -> "val_acc" | "gap" -> band over epochs
+    noise: dict[str, dict[str, dict[str, Band]]]  # mode -> bn -> variant -> drop (pp) over sigma > 0
+    drop_levels: list[float]  # the drops (pp) that define sigma*
+    slice_split: str
+    slices: dict[str, Band]  # variant -> loss rise over alpha (BN frozen)
+    slice_fits: dict[str, float]  # variant -> mean over seeds of the fitted 2a (BN frozen, slice_split)
+    paths: dict[str, dict[str, Band]]  # split -> variant -> loss over t
+    surfaces: dict[str, Surface]  # Model A and B
+    layers: dict[str, list[LayerBand]]
 
 
 @dataclass(frozen=True)
@@ -152,7 +370,13 @@ class StudySummary:
     effects: dict[str, dict[str, Effect]]  # measure -> term ("conv", "bn", "conv:bn", ...) -> effect
     simple_effects: dict[str, dict[str, list[SimpleEffect]]]  # measure -> interaction ("conv:bn") -> simple effects
     loss_area_epochs: int  # the epochs 1..k of the val_loss_area measure every run has (claim_rules.early_epochs)
-    regimes: RegimeSummary | None = None  # questions 1 and 4; None without regime cells
+    factorial: list[str]  # the conv x BN x dropout cells the factorial sections cover
+    what_was_run: list[VariantRow]  # every variant of the study
+    setup: Setup | None  # None for a study without a factorial cell
+    geometry: Geometry | None  # sections 6, 7 and 9; None without a factorial cell
+    correlations: Correlations | None  # section 8
+    figures: Figures | None
+    questions: dict[str, Any]  # questions 1 and 4 (landscape.report.analysis.questions), plain JSON
 
     def get(self, variant: str, measure: str) -> Estimate | None:
         """The Estimate of ``measure`` for ``variant``, or None where the study has none."""
@@ -198,8 +422,7 @@ class Headline:
     claims: dict[str, ClaimHeadline]  # claim key -> estimate, CI, adjusted p, verdict
     by_variant: dict[str, dict[str, MeanCI]]  # variant -> headline measure -> mean, CI (a lower bound if censored)
     censored: dict[str, dict[str, int]]  # variant -> sigma* measure -> seeds that never reached it
-    regime_claims: dict[str, str]  # question 1: claim key -> verdict (estimates and p in study.json)
-    early_signals: dict[str, str]  # question 4: the reference's signal group -> verdict
+    questions: dict[str, str]  # questions 1 and 4: "<question>_<claim or signal>" -> verdict (the rest in study.json)
 
 
 STEP_CURVATURE = "finite_step_curvature"  # added by the aggregate: each run's kappa at the slice grid step

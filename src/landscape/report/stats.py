@@ -1,23 +1,25 @@
 """Statistics over training seeds: t-intervals and t-tests, paired and factorial contrasts, Holm, verdicts, ranks.
 
-Pure functions of numbers (numpy only). The unit of replication is the training seed: a variant's measure is
-the mean of its per-seed values with a 95 % Student-t interval (df = n - 1); a comparison of two variants is the
-interval of their per-seed differences (paired by seed); a factorial effect is the interval of a per-seed
-contrast over the 8 cells of the conv x BN x dropout design. Its test is the two-sided t-test of the same
-per-seed values (the t distribution from the regularized incomplete beta function, no scipy), a family of tests
-is Holm-adjusted, and a claim's verdict follows VERDICT_RULE. A rank correlation is Kendall's tau-b with a
+Pure functions of numbers; the t distribution and Kendall's tau come from scipy.stats. The unit of replication is
+the training seed: a variant's measure is the mean of its per-seed values with a 95 % Student-t interval
+(df = n - 1); a comparison of two variants is the interval of their per-seed differences (paired by seed); a
+factorial effect is the interval of a per-seed contrast over the 8 cells of the conv x BN x dropout design. Its test
+is the two-sided t-test of the same per-seed values (scipy.stats.t), a family of tests is Holm-adjusted, and a
+claim's verdict follows VERDICT_RULE. A rank correlation is Kendall's tau-b (scipy.stats.kendalltau) with a
 percentile interval from resampling whole groups (the variants).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations, product
 
 import numpy as np
+from scipy import stats
 
 from landscape.probes.summary import _finite_array
 
@@ -43,8 +45,6 @@ def verdict_rule(difference: str = "B - A", level: bool = True) -> str:
 
 VERDICT_RULE = verdict_rule()
 
-_MAX_ITERATIONS = 10_000  # of the incomplete beta's continued fraction: about sqrt(df) are needed at large df
-
 
 @dataclass(frozen=True)
 class Interval:
@@ -60,74 +60,26 @@ class Interval:
     n: int
 
 
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the incomplete beta function (modified Lentz), converging for x < (a+1)/(a+b+2)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, _MAX_ITERATIONS):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # fmt: skip
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            return h
-    raise ArithmeticError(f"incomplete beta: no convergence for a={a}, b={b}, x={x}")
-
-
-def incomplete_beta(a: float, b: float, x: float, one_minus_x: float | None = None) -> float:
-    """The regularized incomplete beta function I_x(a, b) for a, b > 0 and x in [0, 1].
-
-    ``one_minus_x``, when the caller knows 1 - x more precisely than by subtraction, keeps the tail accurate.
-    """
-    y = 1.0 - x if one_minus_x is None else one_minus_x
-    if x <= 0.0:
-        return 0.0
-    if y <= 0.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, y) / b
-
-
 def t_two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's T with ``df`` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2)."""
+    """P(|T| >= |t|) for Student's T with ``df`` degrees of freedom (2 scipy.stats.t.sf(|t|, df))."""
     if df <= 0:
         raise ValueError(f"t_two_sided_p: df must be > 0, got {df!r}")
-    if math.isinf(t):
-        return 0.0
-    t2 = t * t
-    return incomplete_beta(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
+    return float(2.0 * stats.t.sf(abs(t), df))
 
 
 def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's T with ``df`` degrees of freedom."""
-    half = t_two_sided_p(t, df) / 2.0
-    return 1.0 - half if t > 0 else half
+    """P(T <= t) for Student's T with ``df`` degrees of freedom (scipy.stats.t.cdf)."""
+    if df <= 0:
+        raise ValueError(f"t_cdf: df must be > 0, got {df!r}")
+    return float(stats.t.cdf(t, df))
 
 
 @lru_cache(maxsize=4096)
 def t_quantile(q: float, df: int) -> float:
-    """The ``q`` quantile of Student's T with ``df`` degrees of freedom (bisection on ``t_cdf``, to 1e-12)."""
+    """The ``q`` quantile of Student's T with ``df`` degrees of freedom (scipy.stats.t.ppf)."""
     if not 0.0 < q < 1.0:
         raise ValueError(f"t_quantile: q must be in (0, 1), got {q!r}")
-    if q < 0.5:
-        return -t_quantile(1.0 - q, df)
-    if q == 0.5:
-        return 0.0
-    target = 2.0 * (1.0 - q)  # the two-sided p at the quantile
-    low, high = 0.0, 1.0
-    while t_two_sided_p(high, df) > target:
-        low, high = high, 2.0 * high
-    while high - low > 1e-12 * high:
-        mid = (low + high) / 2.0
-        low, high = (mid, high) if t_two_sided_p(mid, df) > target else (low, mid)
-    return (low + high) / 2.0
+    return float(stats.t.ppf(q, df))
 
 
 def t_quantile_975(df: int) -> float:
@@ -138,7 +90,8 @@ def t_quantile_975(df: int) -> float:
 
 
 def mean_ci(values: Sequence[float]) -> Interval:
-    """Mean ± t_{0.975, n-1} s / sqrt(n). std is 0.0 and the interval nan when n == 1.
+    """Mean ± t_{0.975, n-1} s / sqrt(n), the quantile from scipy.stats.t.ppf. std is 0.0 and the interval nan
+    when n == 1.
 
     Empty input or a non-finite value -> ValueError.
     """
@@ -150,8 +103,23 @@ def mean_ci(values: Sequence[float]) -> Interval:
     if n == 1:
         return Interval(mean, 0.0, math.nan, math.nan, 1)
     std = float(arr.std(ddof=1))
-    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)  # not stats.t.interval: that is nan at std == 0
     return Interval(mean, std, mean - half, mean + half, n)
+
+
+def finite_ci(values: Iterable[float]) -> Interval:
+    """``mean_ci`` of the finite values (a null in a JSON file reads as nan); all-nan -> a nan Interval, n = 0."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return mean_ci(finite) if finite else Interval(math.nan, math.nan, math.nan, math.nan, 0)
+
+
+def geometric_ci(values: Iterable[float]) -> Interval:
+    """The geometric mean of the positive finite values and the 95 % t-CI of their log, both back on the values'
+    scale (``std`` stays that of the log): an interval for a scale measure such as lambda_max that never reaches 0.
+    A value <= 0 has no log and is left out, as ``finite_ci`` leaves out a non-finite one; callers that must not
+    lose such a value check for it first."""
+    i = finite_ci(math.log(v) for v in values if math.isfinite(v) and v > 0)
+    return Interval(math.exp(i.mean), i.std, math.exp(i.ci_low), math.exp(i.ci_high), i.n)
 
 
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> Interval:
@@ -273,14 +241,13 @@ def verdict(interval: Interval, claimed_sign: int) -> str:
 def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
     if x.size < 2:
         return math.nan
-    sx = np.sign(x[:, None] - x[None, :])
-    sy = np.sign(y[:, None] - y[None, :])
-    denom = math.sqrt(float(np.sum(sx * sx)) * float(np.sum(sy * sy)))
-    return float(np.sum(sx * sy)) / denom if denom > 0 else math.nan
+    with warnings.catch_warnings():  # all x (or all y) tied: scipy warns and gives nan, which is the answer here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.kendalltau(x, y, variant="b").statistic)
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b (tie-corrected). Fewer than 2 points, or all x (or all y) tied -> nan."""
+    """Kendall's tau-b (tie-corrected; scipy.stats.kendalltau). Fewer than 2 points, or all x (or all y) tied -> nan."""
     xa, ya = _finite_array(x, "kendall_tau x"), _finite_array(y, "kendall_tau y")
     if xa.size != ya.size:
         raise ValueError(f"kendall_tau: x has {xa.size} values, y has {ya.size}")

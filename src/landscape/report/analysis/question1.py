@@ -22,8 +22,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from landscape.report import dose_response as D
-from landscape.report.measures import finite_ci, geometric_ci
-from landscape.report.stats import ALPHA, VERDICTS, holm_family
+from landscape.report.stats import ALPHA, VERDICTS, finite_ci, geometric_ci, holm_family
 from landscape.study.serialize import to_json
 from landscape.study.validation import POSITIVE, checked, rule, subset_of
 
@@ -231,10 +230,30 @@ def _judge(rows: list[ClaimRow], rules: Question1Rules) -> list[dict]:
     return out
 
 
-def analyse(runs: Iterable[MatchedFitRun], rules: Question1Rules, old: Mapping[str, str] | None = None) -> dict:
+@dataclass(frozen=True)
+class OldReading:
+    """The fixed-budget reading of some claims, for the comparison with the matched-fit one: each claim's slope
+    (``dose_response.slope_over_seeds``, in the claim's unit) read at epoch ``epoch`` of the same runs."""
+
+    epoch: int
+    slopes: Mapping[str, D.Slope]
+
+
+def _comparison(claims: list[dict], old: OldReading | None) -> dict | None:
+    """Per claim of ``old``: its number, unit and fixed-budget estimate over seeds, with the runs left out of it."""
+    if old is None:
+        return None
+    rows = [{"key": c["key"], "number": c["number"], "unit": c["unit"], "old": old.slopes[c["key"]].estimate,
+             "old_dead": old.slopes[c["key"]].dead, "old_dropped": old.slopes[c["key"]].dropped}
+            for c in claims if c["key"] in old.slopes]  # fmt: skip
+    return {"epoch": old.epoch, "rows": rows}
+
+
+def analyse(runs: Iterable[MatchedFitRun], rules: Question1Rules, old: OldReading | None = None) -> dict:
     """Question 1's design checks, cells, claims, verdicts and minimum detectable effects as plain JSON values.
-    ``old``: {claim key: today's 10-epoch cosine reading of it}, kept for the comparison. A repeated (cell, seed), a
-    cell with two variants, two near-full-batch cells or an ``old`` key that is no claim -> ValueError."""
+    ``old``: the same claims read at a fixed epoch, kept for the comparison (``comparison``: None without it). A
+    repeated (cell, seed), a cell with two variants, two near-full-batch cells or an ``old`` slope of no claim
+    -> ValueError."""
     runs, cells = list(runs), {}
     for r in sorted(runs, key=lambda r: (r.batch, r.eta, r.seed)):
         cells.setdefault(r.cell, []).append(r)
@@ -249,7 +268,7 @@ def analyse(runs: Iterable[MatchedFitRun], rules: Question1Rules, old: Mapping[s
     claims = _judge([*_claims(live, design, rules), edge_row], rules)
     claims[-1] |= {"largest": max((e.largest for e in edge.values()), default=math.nan),
                    "reached_by": [D.cell_name(c) for c, e in edge.items() if e.reaches]}  # fmt: skip
-    if unknown := sorted(set(old or {}) - {c["key"] for c in claims}):
+    if unknown := sorted(set(old.slopes if old else ()) - {c["key"] for c in claims}):
         raise ValueError(f"question1: old readings of no claim: {unknown}")
     return to_json({
         "rules": rules, "family_size": sum(c["verdict"] != "descriptive" for c in claims),
@@ -259,6 +278,5 @@ def analyse(runs: Iterable[MatchedFitRun], rules: Question1Rules, old: Mapping[s
         "runs": {"total": len(runs), "entered": len(live), "excluded": [
             {"run": r.name, "variant": r.variant, "why": w} for r in runs if (w := _why_excluded(r))]},
         "cells": _cells(cells, edge), "claims": claims,
-        "comparison": [{"key": c["key"], "number": c["number"], "old": old[c["key"]]}
-                       for c in claims if c["key"] in (old or {})],
+        "comparison": _comparison(claims, old),
     })  # fmt: skip

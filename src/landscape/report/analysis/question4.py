@@ -41,7 +41,7 @@ class Question4Rules:
     """The rules of question 4, fixed before the run (params-like: ``validation.section`` reads them from YAML)."""
 
     signals: list[E.Signal] = checked(**NONEMPTY)  # each with its declared direction
-    baseline: list[str] = checked(**NONEMPTY)  # names in each run's ``early``: train_loss_epoch1, abs_log_lr_ratio
+    baseline: list[str] = checked(**NONEMPTY)  # names in each run's ``early``: train_loss_epoch1, abs_log_lr
     geometry: list[str] = checked(**rule("a list", lambda v: True))  # the signals a dead run leaves
     margin: float = checked(**UNIT)  # the smallest partial tau of interest (early_warning.MARGIN)
     resamples: int = checked(**COUNT)  # Freedman-Lane draws per test

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from landscape.report.format import NO_VALUE, PERCENT, PLAIN, PP, SIGNED, Unit, interval, p_value, table
 from landscape.report.stats import Interval
 
-TITLE = "## Question 1 at matched fit: SGD's noise scale, sharpness and the gap"
+TITLE = "## 10. Question 1 at matched fit: SGD's noise scale, sharpness and the gap"
 UNITS = {
     "log per doubling": Unit(suffix=" per doubling", signed=True),
     "fraction per doubling": Unit(100.0, " pp per doubling", signed=True, decimals=2),
@@ -156,15 +156,26 @@ def left_out_of_claims(result: Mapping) -> str:
 
 
 def comparison(result: Mapping) -> str:
-    """Two lines: today's 10-epoch cosine reading of some claims, and this matched-fit reading of the same."""
+    """Two lines: some claims read at a fixed epoch of the same runs (the old fixed-budget reading), and the
+    matched-fit reading of the same claims."""
     found = result["comparison"]
-    if not found:
+    if not found or not found["rows"]:
         return ""
     claims = {c["key"]: c for c in result["claims"]}
-    old = "; ".join(f"{x['number']} `{x['key']}`: {x['old']}" for x in found)
+
+    def left_out(x: Mapping) -> str:
+        names = [*x["old_dead"], *(f"seed {s}" for s in x["old_dropped"])]
+        return f" (left out: {'; '.join(names)})" if names else ""
+
+    old = "; ".join(f"{x['number']} `{x['key']}`: {interval(_interval(x['old']), UNITS[x['unit']], with_n=True)}"
+                    f"{left_out(x)}" for x in found["rows"])  # fmt: skip
     new = "; ".join(f"{x['number']} `{x['key']}`: **{claims[x['key']]['verdict']}**, {_estimate(claims[x['key']])}"
-                    for x in found)  # fmt: skip
-    return f"- **Old reading** (10 epochs, cosine schedule): {old}\n- **This reading** (matched fit): {new}"
+                    for x in found["rows"])  # fmt: skip
+    return (
+        f"- **Old reading** (a fixed budget: epoch {found['epoch']} of these constant-rate runs, whatever their "
+        f"training loss then; estimates only): {old}\n"
+        f"- **This reading** (matched fit: every run at training loss {result['rules']['target_loss']:g}): {new}"
+    )
 
 
 def section(result: Mapping) -> str:
