@@ -214,10 +214,11 @@ def test_plain_exp_show_has_the_headline_and_not_the_full_table(reproduced: tupl
     assert set(headline) <= set(header)
     assert not [c for c in header if "headline.json:" in c]  # DVC prefixes a metric that shares a param's name
     assert not [c for c in header if c.startswith(("b_minus_a", "seeds", "variants.mlp.val_acc"))]  # study.json
-    # Here 252 columns: 34 of the headline (one seed: the CIs are null), 5 experiment fields, 143 params (DVC shows
-    # every key of params.yaml, the regime cells' included), 70 dependencies. The full table made it 6,800. A plain
-    # `dvc exp show` within 200 columns needs fewer params keys or coarser deps (not done).
-    assert len(header) <= 260, f"{len(header)} columns: {header}"
+    # Here 329 columns: 38 of the headline (one seed: the CIs are null), 5 experiment fields, 225 params (DVC shows
+    # every key of params.yaml: the 25 variants' overrides and the question rules included), 61 dependencies (folder
+    # deps: 70 before). The full table made it 6,800. A plain `dvc exp show` within 200 columns needs fewer params
+    # keys (not done); the README's everyday command is `dvc exp show --only-changed`.
+    assert len(header) <= 340, f"{len(header)} columns: {header}"
 
 
 def test_mlp_change_reruns_only_mlp_work(copied: Path) -> None:

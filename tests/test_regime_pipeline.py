@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPRODUCED_SEEDS, SUMMARY, Reproduction, commit_all, copy_project, repro, update_params
 
@@ -38,6 +39,7 @@ def cell_stages(cells: list[str]) -> set[str]:
 def added(reproduced: tuple[Path, Reproduction], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Reproduction]:
     assert REPRODUCED_SEEDS == [0]
     repo = copy_project(reproduced[0], tmp_path_factory.mktemp("regimes"))
+    question1 = yaml.safe_load((repo / "params.yaml").read_text())["claim_rules"]["question1"]
     update_params(
         repo / "params.yaml",
         {
@@ -47,6 +49,7 @@ def added(reproduced: tuple[Path, Reproduction], tmp_path_factory: pytest.TempPa
                 "mlp_deep10": {**MODEL_A, "hidden": [8, 8, 8]},
                 "fit_b128_x2": {**MODEL_A, "train": FIT},
             },
+            "claim_rules": {"question1": {**question1, "target_loss": STOP_LOSS}},  # question 1 compares at stop_loss
         },
     )
     done = repro(repo)

@@ -171,12 +171,12 @@ def test_training_reads_no_probe_section_and_probes_read_no_training_conditions(
 
 def test_dvc_data_plots_colour_every_default_variant():
     """Each data plot reads a long-format study CSV through the by_variant template, whose colour scale
-    names every variant of the default study (so A and B keep their colours in every plot), and every variant it
-    names is one of params.yaml (B's regime cells, defined but not in the default study, keep theirs when added)."""
+    names every factorial cell of the default study (the only variants the study CSVs hold, so A and B keep their
+    colours in every plot), and every variant it names is one of params.yaml."""
     template = json.loads((REPO / ".dvc" / "plots" / "by_variant.json").read_text())
     assert template["encoding"]["color"]["field"] == "variant"
     domain = set(template["encoding"]["color"]["scale"]["domain"])
-    assert set(PARAMS.study.variants) <= domain <= set(PARAMS.variants)
+    assert set(PARAMS.study.factorial) <= domain <= set(PARAMS.variants)
     for plot in DVC_YAML["plots"]:
         if isinstance(plot, dict):
             (spec,) = plot.values()
