@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from itertools import product
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from landscape.probes.summary import interpolate_crossing
 from landscape.report.stats import (
@@ -17,6 +19,7 @@ from landscape.report.stats import (
     VERDICT_RULE,
     VERDICTS,
     Interval,
+    _group_bootstrap_taus,
     decision,
     factorial_effects,
     holm,
@@ -430,6 +433,29 @@ def test_group_bootstrap_reproducible_and_covers_point_estimate():
     assert a.ci_low <= a.mean <= a.ci_high and a.ci_low > 0.3
     c = kendall_tau_group_bootstrap(x, y, groups, resamples=500, seed=8)
     assert c.mean == a.mean and (c.ci_low, c.ci_high) != (a.ci_low, a.ci_high)
+
+
+def test_group_bootstrap_taus_are_scipys_tau_b_of_each_resample():
+    """The batched taus equal scipy.stats.kendalltau on each resample drawn the plain way (the same generator, one
+    draw of the groups per resample), ties, unequal groups and all-tied resamples (nan) included."""
+    rng = np.random.default_rng(5)
+    sizes = [3, 1, 2, 3, 3]
+    groups = [f"v{g}" for g, k in enumerate(sizes) for _ in range(k)]
+    x = rng.normal(size=len(groups)).round(1)
+    x[groups.index("v1")] = x[0]  # a tie across groups
+    y = (x + rng.normal(size=x.size)).round(0)
+    batched = _group_bootstrap_taus(x, y, groups, 400, seed=11)
+    names, draws = sorted(set(groups)), np.random.default_rng(11)
+    plain = []
+    for _ in range(400):
+        idx = np.concatenate([[i for i, g in enumerate(groups) if g == names[j]] for j in draws.integers(0, 5, 5)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            plain.append(stats.kendalltau(x[idx], y[idx], variant="b").statistic)
+    np.testing.assert_allclose(batched, plain, rtol=0, atol=1e-12, equal_nan=True)
+    assert np.isfinite(batched).sum() > 300
+    one = _group_bootstrap_taus(np.array([1.0, 2.0]), np.array([3.0, 1.0]), ["a", "b"], 50, seed=0)
+    assert set(np.round(one[np.isfinite(one)], 12)) == {-1.0}  # a resample of one point twice is all tied: nan
 
 
 def test_group_bootstrap_validates_lengths():
