@@ -1,4 +1,4 @@
-"""Question 1's dose-response statistics (landscape.report.dose_response) against answers computed here
+"""Question 1's dose-response statistics (landscape.report.analysis.dose_response) against answers computed here
 independently: numpy.polyfit slopes, scipy.stats intervals and tests, Monte-Carlo power, the closed-form
 stability threshold; and each rule coming out each way on synthetic runs at 3 and 5 seeds."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from landscape.report.dose_response import (
+from landscape.report.analysis.dose_response import (
     Run,
     edge_of_stability,
     equivalence_margin_floor,
@@ -21,7 +21,8 @@ from landscape.report.dose_response import (
     paired_contrast,
     slope_over_seeds,
 )
-from landscape.report.stats import VERDICTS, holm
+from landscape.report.analysis.stats import holm
+from landscape.report.terms import VERDICTS
 
 ETAS = [0.05 * 2.0**k for k in range(-2, 3)]  # 5 noise levels at batch 128, 16x apart end to end
 DEFAULT, FULL = (0.05, 128), (0.05 * 32, 4096)  # the near-full-batch cell at the default's noise scale

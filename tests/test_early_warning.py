@@ -1,4 +1,4 @@
-"""Question 4's non-circular design (landscape.report.early_warning) against answers computed here: the partial tau
+"""Question 4's non-circular design (report.analysis.early_warning) against answers computed here: the partial tau
 from scipy.stats.kendalltau by the textbook formula, difficulty ranks by hand, the Freedman-Lane permutation p by
 exact enumeration (scipy.stats.permutation_test; itertools within strata), leave-one-cell-out by np.polyfit, and
 the verdicts on synthetic studies built so that the answer is known."""
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from landscape.report import early_warning as E
+from landscape.report.analysis import early_warning as E
 
 
 def tau(a, b) -> float:

@@ -32,18 +32,11 @@ ALLOWED = {
 }
 FORBIDDEN = {"study": ("landscape.report",)}
 # The report's render pass (report.md and the figures, from metrics/study.json) reads no params and runs no
-# statistics: it may not import params or scipy, nor take a function from the analysis pass or a statistics module
-# (their constants and types, such as Interval, are fine). Its modules: report/render/ and the shared drawing and
-# formatting helpers beside it.
+# statistics: it may not import params, scipy or anything of the analysis pass (report/analysis/, where every
+# statistic is computed); the words both passes share (Interval, FACTORS, ALPHA, the verdict rule) are in
+# report/terms.py. Its modules: report/render/ and the shared drawing and formatting helpers beside it.
 RENDER = ("report/render/", "report/format.py", "report/plotting_style.py", "report/plotting_regimes.py")
-RENDER_FORBIDDEN = ("landscape.study.params", "scipy")
-STATISTICS = (
-    "landscape.report.analysis",
-    "landscape.report.stats",
-    "landscape.report.ranking",
-    "landscape.report.dose_response",
-    "landscape.report.early_warning",
-)
+RENDER_FORBIDDEN = ("landscape.study.params", "scipy", "landscape.report.analysis")
 # What the probes must run without: the study extra, and the benchmark's reference side.
 NOT_IN_BASE = ("dvc", "pandas", "matplotlib", "yaml", "tqdm", "torchvision")
 
@@ -110,25 +103,11 @@ def is_render(path: Path) -> bool:
 
 
 def render_violations(path: Path, source: str | None = None) -> list[str]:
-    """The imports of a render module that bring params, scipy or a function of the analysis pass."""
+    """The imports of a render module that bring params, scipy or anything of the analysis pass."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
-        names: list[tuple[str, str | None]] = []
-        if isinstance(node, ast.Import):
-            names = [(alias.name, None) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [(node.module, alias.name) for alias in node.names]
-        for module, name in names:
-            full = f"{module}.{name}" if name else module
-            where = f"{path.relative_to(REPO)}:{node.lineno} imports {full}"
-            if within(full, RENDER_FORBIDDEN) or within(module, RENDER_FORBIDDEN):
-                found.append(f"{where}: the render pass reads no params and runs no statistics")
-            elif within(module, STATISTICS) and not is_project_module(full):
-                value = getattr(importlib.import_module(module), name) if name else None
-                if callable(value) and not isinstance(value, type):
-                    found.append(f"{where}: a function of the analysis pass; render reads its result from study.json")
-            elif within(full, STATISTICS) and is_project_module(full):
-                found.append(f"{where}: a whole analysis or statistics module; import its constants or types only")
+    for imp in imports_of(path, source):
+        if within(imp.name, RENDER_FORBIDDEN):
+            found.append(f"{imp}: the render pass reads no params and runs no statistics (read study.json)")
     return found
 
 
@@ -156,10 +135,11 @@ def test_render_pass_imports_no_params_and_no_statistics(path: Path) -> None:
 @pytest.mark.parametrize(
     ("source", "bad"),
     [
-        ("from landscape.report.stats import Interval, ALPHA\nfrom landscape.report.schema import StudySummary\n", 0),
-        ("from landscape.report.stats import holm_family\n", 1),
+        ("from landscape.report.terms import Interval, ALPHA\nfrom landscape.report.schema import StudySummary\n", 0),
+        ("from landscape.report.analysis.stats import holm_family\n", 1),
+        ("from landscape.report.analysis.stats import ALPHA\n", 1),
         ("from landscape.report.analysis.aggregate import study_summary\n", 1),
-        ("from landscape.report import ranking\n", 1),
+        ("from landscape.report.analysis import ranking\n", 1),
         ("from landscape.study.params import load_params\n", 1),
         ("import scipy.stats\n", 1),
     ],
@@ -189,9 +169,13 @@ def test_the_plots_stage_reaches_no_params_and_no_analysis() -> None:
         ("probes/layers.py", "from ..study.params import X\n", ["1 imports landscape.study.params"]),
         ("probes/__init__.py", "from . import data\nfrom .. import report\n", ["2 imports landscape.report"]),
         ("study/train.py", "import pandas\nfrom landscape.probes import data\n", []),
-        ("study/train.py", "from landscape.report.stats import t\n", ["1 imports landscape.report.stats"]),
+        (
+            "study/train.py",
+            "from landscape.report.analysis.stats import t\n",
+            ["1 imports landscape.report.analysis.stats"],
+        ),
         ("errors.py", "from landscape.probes import data\n", ["1 imports landscape.probes.data"]),
-        ("report/stats.py", "import matplotlib\nfrom landscape.study import params\n", []),
+        ("report/analysis/stats.py", "import matplotlib\nfrom landscape.study import params\n", []),
     ],
 )
 def test_violations_name_module_line_and_import(module: str, source: str, expected: list[str]) -> None:

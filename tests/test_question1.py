@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from landscape.errors import StudyError
-from landscape.report import dose_response as D
+from landscape.report.analysis import dose_response as D
 from landscape.report.analysis.question1 import MatchedFitRun, OldReading, Question1Rules, analyse
 from landscape.report.render import question1 as render
 from landscape.study.validation import section
@@ -369,4 +369,4 @@ def test_render_formats_a_hand_written_result_and_computes_nothing() -> None:
     tree = ast.parse(open(render.__file__).read())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert imported <= {"__future__", "math", "collections.abc", "landscape.report.format", "landscape.report.stats"}
+    assert imported <= {"__future__", "math", "collections.abc", "landscape.report.format", "landscape.report.terms"}

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from landscape.report import early_warning as E
+from landscape.report.analysis import early_warning as E
 from landscape.report.analysis import question4 as A
 from landscape.report.render import question4 as R
 

@@ -10,10 +10,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from landscape.report.analysis.figures import band as seed_band
+from landscape.report.analysis.stats import finite_ci, geometric_ci
 from landscape.report.plotting_style import band
 from landscape.report.render.plotting import FIGURES, write_figures
 from landscape.report.render.report import build_report, what_was_run
-from landscape.report.stats import finite_ci, geometric_ci
 from landscape.study.params import load_params
 from test_report import FACTORIAL, full_factorial
 

@@ -39,12 +39,13 @@ from landscape.report.analysis.aggregate import (
     loss_area,
     moderate_sigma,
 )
+from landscape.report.analysis.stats import mean_ci
 from landscape.report.analysis.study import analyse_study
 from landscape.report.analysis.study_data import StudyData, load_study
 from landscape.report.render.plotting import FIGURES, write_figures
 from landscape.report.render.report import build_report
 from landscape.report.schema import Claim, Estimate, Headline, StudySummary, read_study, val_loss_area
-from landscape.report.stats import FACTORS, mean_ci
+from landscape.report.terms import FACTORS
 from landscape.study import results as M
 from landscape.study.params import Params, VariantParams, load_params
 from landscape.study.results import (
@@ -798,10 +799,11 @@ def test_load_study_reads_what_the_pipeline_writes_and_names_a_missing_file(para
 
 
 @pytest.mark.slow
-def test_plots_stage_imports_no_torch() -> None:
+def test_plots_stage_imports_no_torch_and_no_scipy() -> None:
+    """The render pass loads neither torch nor the statistics library, not even through a module it imports."""
     code = (
         "import sys; sys.path[:0] = ['src', 'stages']; import plots; "
-        "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad"
+        "bad = [m for m in ('torch', 'torchvision', 'scipy') if m in sys.modules]; assert not bad, bad"
     )
     run_command([sys.executable, "-c", code], REPO, timeout=60)
 
@@ -946,7 +948,7 @@ def test_path_finds_where_the_validation_loss_rises(params: Params, factorial: t
 def test_correlations_take_the_variant_means_as_the_unit(params: Params) -> None:
     from itertools import permutations
 
-    from landscape.report.stats import kendall_tau
+    from landscape.report.analysis.stats import kendall_tau
 
     raw, data = full_factorial(params, curvature={"cnn": 3.0})
     # the local d^T H d row, recomputed here by brute force over every ordering of the gap means

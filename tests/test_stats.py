@@ -1,4 +1,4 @@
-"""Tests of landscape.report.stats against independent answers (tables, hand counts, analytic curves); the t
+"""Tests of landscape.report.analysis.stats against independent answers (tables, hand counts, analytic curves); the t
 distribution and Kendall's tau behind them are scipy.stats'."""
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ import pytest
 from scipy import stats
 
 from landscape.probes.summary import interpolate_crossing
-from landscape.report.stats import (
-    FACTORS,
+from landscape.report.analysis.stats import (
     TERMS,
-    VERDICT_RULE,
-    VERDICTS,
-    Interval,
     _group_bootstrap_taus,
     decision,
     factorial_effects,
@@ -38,6 +34,7 @@ from landscape.report.stats import (
     term_weights,
     verdict,
 )
+from landscape.report.terms import FACTORS, VERDICT_RULE, VERDICTS, Interval
 from landscape.study.serialize import from_json, to_json
 from landscape.study.train import first_reaching
 
@@ -493,7 +490,7 @@ def test_holm_caps_at_one_and_handles_edge_cases():
         holm({"a": 1.5})
 
 
-# --- Kendall's tau with cluster-aware permutation p-values (report.ranking) ---
+# --- Kendall's tau with cluster-aware permutation p-values (report.analysis.ranking) ---
 
 
 def _inversions(order: tuple[int, ...]) -> int:
@@ -503,7 +500,7 @@ def _inversions(order: tuple[int, ...]) -> int:
 def test_permutation_tau_exact_p_matches_hand_enumeration_of_4_points():
     from itertools import permutations
 
-    from landscape.report.ranking import permutation_tau
+    from landscape.report.analysis.ranking import permutation_tau
 
     # n = 4 has 24 orderings; tau = 1 - 2 * inversions / 3, and the orderings by inversion count are the
     # Mahonian numbers 1, 3, 5, 6, 5, 3, 1 (checked here by counting).
@@ -528,7 +525,7 @@ def test_permutation_tau_exact_p_matches_hand_enumeration_of_4_points():
 
 
 def test_permutation_tau_draws_seeded_orderings_beyond_the_exact_limit():
-    from landscape.report.ranking import MAX_EXACT, RESAMPLES, permutation_tau
+    from landscape.report.analysis.ranking import MAX_EXACT, RESAMPLES, permutation_tau
 
     assert math.factorial(9) > MAX_EXACT >= math.factorial(8)
     x = list(range(9))
@@ -540,7 +537,7 @@ def test_permutation_tau_draws_seeded_orderings_beyond_the_exact_limit():
 
 
 def test_within_group_tau_removes_the_differences_between_groups():
-    from landscape.report.ranking import residuals, within_group_tau
+    from landscape.report.analysis.ranking import residuals, within_group_tau
 
     # three groups whose means rise together in x and y, each anti-ordered inside
     groups = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
@@ -556,7 +553,7 @@ def test_within_group_tau_removes_the_differences_between_groups():
 
 
 def test_stratified_tau_is_the_mean_of_the_strata_permuted_within_them():
-    from landscape.report.ranking import stratified_tau
+    from landscape.report.analysis.ranking import stratified_tau
 
     x = [1, 2, 3, 4, 1, 2, 3, 4]
     strata = [False] * 4 + [True] * 4

@@ -13,8 +13,9 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
-from landscape.report.ranking import _tau_b_rows, permutation_tau
-from landscape.report.stats import Interval, t_cdf, t_quantile_975, t_test_p
+from landscape.report.analysis.ranking import _tau_b_rows, permutation_tau
+from landscape.report.analysis.stats import t_cdf, t_quantile_975, t_test_p
+from landscape.report.terms import Interval
 
 
 def test_batch_tau_b_of_the_permutation_nulls_matches_scipy_with_ties():

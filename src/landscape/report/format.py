@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from landscape.report.schema import Claim, Effect, Estimate
-from landscape.report.stats import ALPHA, Interval
+from landscape.report.terms import ALPHA, Interval
 
 
 @dataclass(frozen=True)

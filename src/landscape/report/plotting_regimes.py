@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 
 from landscape.report.plotting_style import message, point, seed_note
 from landscape.report.render.questions import DOSE_RESPONSE_PNG, STABILITY_PNG
-from landscape.report.stats import Interval
+from landscape.report.terms import Interval
 
 NO_FIT = "No variant of this study trains to a training-loss target\n(train.stop_loss > 0 in params.yaml)."
 PANELS = {  # measure -> (y label, scale of the stored value, log y)

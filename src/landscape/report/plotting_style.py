@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from landscape.report.schema import MODEL_A, MODEL_B, Band
-from landscape.report.stats import Interval
+from landscape.report.terms import Interval
 
 # (conv, bn, dropout) -> colour.
 CELL_COLOURS = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.errors import StudyError
-from landscape.report.stats import Interval
+from landscape.report.terms import Interval
 from landscape.study.runs_io import read_json
 from landscape.study.serialize import from_json
 from landscape.study.stage import METRICS_DIR

@@ -18,6 +18,21 @@ import pandas as pd
 
 from landscape.errors import StudyError
 from landscape.report.analysis.finite_step import step_curvature
+from landscape.report.analysis.stats import (
+    TERMS,
+    Cell,
+    contrast,
+    decision,
+    factorial_effects,
+    holm_family,
+    mean_ci,
+    paired_difference,
+    seeds_for_power,
+    simple_weights,
+    t_test_p,
+    term_weights,
+    verdict,
+)
 from landscape.report.schema import (
     MODEL_A,
     MODEL_B,
@@ -38,22 +53,7 @@ from landscape.report.schema import (
     slice_curve,
     val_loss_area,
 )
-from landscape.report.stats import (
-    TERMS,
-    Cell,
-    Interval,
-    contrast,
-    decision,
-    factorial_effects,
-    holm_family,
-    mean_ci,
-    paired_difference,
-    seeds_for_power,
-    simple_weights,
-    t_test_p,
-    term_weights,
-    verdict,
-)
+from landscape.report.terms import Interval
 from landscape.study.params import BN_MODES, ClaimRuleParams, VariantParams
 from landscape.study.results import (
     GAP,

@@ -15,10 +15,11 @@ import numpy as np
 
 from landscape.report.analysis import finite_step as F
 from landscape.report.analysis.questions import is_dead
+from landscape.report.analysis.ranking import permutation_tau, stratified_tau, within_group_tau
+from landscape.report.analysis.stats import holm_family, kendall_tau_group_bootstrap
 from landscape.report.analysis.study_data import StudyData
-from landscape.report.ranking import permutation_tau, stratified_tau, within_group_tau
 from landscape.report.schema import Correlations, Rank
-from landscape.report.stats import Interval, holm_family, kendall_tau_group_bootstrap
+from landscape.report.terms import Interval
 from landscape.study import results as M
 from landscape.study.results import Censored, RunResults, run_measures
 

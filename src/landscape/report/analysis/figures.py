@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from landscape.report.analysis.aggregate import rise_from_zero
+from landscape.report.analysis.stats import finite_ci
 from landscape.report.analysis.study_data import StudyData
 from landscape.report.schema import MODEL_A, MODEL_B, Band, Figures, LayerBand, Surface
-from landscape.report.stats import finite_ci
 
 
 def band(x: np.ndarray, per_seed: np.ndarray, scale: float = 1.0) -> Band:

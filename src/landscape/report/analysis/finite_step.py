@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from landscape.report.analysis.stats import finite_ci
 from landscape.report.analysis.study_data import StudyData
-from landscape.report.stats import Interval, finite_ci
+from landscape.report.terms import Interval
 from landscape.study.results import Spread
 
 BN, SPLIT = "frozen", "train"  # the slice curve that d^T H d and the fitted 2a describe

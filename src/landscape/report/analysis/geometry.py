@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from landscape.report.analysis import finite_step as F
+from landscape.report.analysis.ranking import permutation_tau
+from landscape.report.analysis.stats import finite_ci
 from landscape.report.analysis.study_data import StudyData
-from landscape.report.ranking import permutation_tau
 from landscape.report.schema import (
     MODEL_A,
     MODEL_B,
@@ -31,7 +32,7 @@ from landscape.report.schema import (
     SpectrumRow,
     Steepest,
 )
-from landscape.report.stats import Interval, finite_ci
+from landscape.report.terms import Interval
 
 FAN_IN_LEVEL = 0.05  # one-sided level at which the per-layer ranking is called consistent with the fan-in explanation
 

@@ -3,7 +3,7 @@ trains at a constant eta until its eval-mode training loss reaches one common ta
 
 ``analyse`` computes every number from one ``MatchedFitRun`` per run and the ``Question1Rules`` fixed before the run,
 into a JSON-able dict (nan as None) that ``landscape.report.render.question1`` only formats; the statistics are
-``landscape.report.dose_response``'s (scipy; the training seed is the unit, paired across cells). A run that hit the
+``analysis.dose_response``'s (scipy; the training seed is the unit, paired across cells). A run that hit the
 epoch cap (censored: its values are bounds) or diverged enters no measure, a dead one (chance accuracy) no geometry
 measure; each is named. Claims (one Holm family over those tested): 1. log adaptive sharpness falls per doubling of
 eta / B at ``batch``; 2. so do log lambda_max and log trace (raw), beside log ||theta||'s slope; 3. the gap's slope
@@ -21,8 +21,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from landscape.report import dose_response as D
-from landscape.report.stats import ALPHA, VERDICTS, finite_ci, geometric_ci, holm_family
+from landscape.report.analysis import dose_response as D
+from landscape.report.analysis.stats import finite_ci, geometric_ci, holm_family
+from landscape.report.terms import ALPHA, VERDICTS
 from landscape.study.serialize import to_json
 from landscape.study.validation import POSITIVE, checked, rule, subset_of
 

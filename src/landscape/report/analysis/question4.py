@@ -3,7 +3,7 @@ is known without the landscape? ``analyse`` computes every number of the questio
 per run and the ``Question4Rules`` fixed before the run, into a JSON-able dict (nan as None) that
 ``landscape.report.render.question4`` only formats.
 
-The statistics are ``landscape.report.early_warning``'s; this module fixes how they are run and what is reported:
+The statistics are ``analysis.early_warning``'s; this module fixes how they are run and what is reported:
 
 - The rules: the signals with their declared directions, the baseline variables (names in each run's ``early``: the
   rules may declare |log(lr / lr_default)| in place of the learning rate, since difficulty is U-shaped in it), the
@@ -23,8 +23,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from landscape.report import early_warning as E
-from landscape.report.stats import ALPHA, holm_family
+from landscape.report.analysis import early_warning as E
+from landscape.report.analysis.stats import holm_family
+from landscape.report.terms import ALPHA
 from landscape.study.serialize import to_json
 from landscape.study.validation import NONEMPTY, checked, rule
 

@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 
 from landscape.errors import StudyError
-from landscape.report import dose_response as D
-from landscape.report import early_warning as E
+from landscape.report.analysis import dose_response as D
+from landscape.report.analysis import early_warning as E
 from landscape.report.analysis import question1, question4
 from landscape.report.analysis.question1 import MatchedFitRun, OldReading, Question1Rules
 from landscape.report.analysis.question4 import Question4Rules
-from landscape.report.stats import finite_ci, geometric_ci
+from landscape.report.analysis.stats import finite_ci, geometric_ci
 from landscape.study.params import Params
 from landscape.study.results import RunResults, stability_ratio
 from landscape.study.serialize import to_json

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from landscape.report.format import PP, SIGNED, Unit, count, effect_sentence, estimate, optimizer_name, tested
 from landscape.report.schema import SimpleEffect, StudySummary, val_loss_area
-from landscape.report.stats import FACTORS
+from landscape.report.terms import FACTORS
 from landscape.study import results as M
 
 TERMS = {"conv": "+conv", "bn": "+BN", "dropout": "+dropout"}

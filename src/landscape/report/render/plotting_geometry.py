@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from landscape.report.plotting_style import clamp_y, colour, label, message, point, seed_note, use_log_y
 from landscape.report.render.plotting_curves import cells
 from landscape.report.schema import MODEL_A, MODEL_B, StudySummary
-from landscape.report.stats import FACTORS
+from landscape.report.terms import FACTORS
 from landscape.study import results as M
 
 EFFECT_LABELS = {"conv": "+conv", "bn": "+BN", "dropout": "+dropout"}

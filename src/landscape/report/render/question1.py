@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 
 from landscape.report.format import NO_VALUE, PERCENT, PLAIN, PP, SIGNED, Unit, interval, p_value, table
-from landscape.report.stats import Interval
+from landscape.report.terms import Interval
 
 TITLE = "## 10. Question 1 at matched fit: SGD's noise scale, sharpness and the gap"
 UNITS = {

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from landscape.report.format import NO_VALUE, PERCENT, PP, interval, p_value, table
 from landscape.report.render import question1, question4
-from landscape.report.stats import Interval
+from landscape.report.terms import Interval
 
 DOSE_RESPONSE_PNG = "question1_dose_response.png"  # the figures of section 10 (plots/figures/)
 STABILITY_PNG = "question1_stability.png"

@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from landscape.report.ranking import CHUNK, _blocks, _tau_b_rows
-from landscape.report.stats import ALPHA, holm_family, kendall_tau
+from landscape.report.analysis.ranking import CHUNK, _blocks, _tau_b_rows
+from landscape.report.analysis.stats import holm_family, kendall_tau
+from landscape.report.terms import ALPHA
 
 BASELINE = ("train_loss_epoch1", "lr")  # needs no landscape: known before training, or read off epoch 1's loss
 MARGIN = 0.2  # the smallest partial tau of interest: below it in the declared direction, a signal does not add

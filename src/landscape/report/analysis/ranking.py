@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from landscape.probes.summary import _finite_array
-from landscape.report.stats import kendall_tau
+from landscape.report.analysis.stats import kendall_tau
 
 MAX_EXACT = 50_000  # enumerate every permutation up to this many (8! = 40,320), else draw RESAMPLES at random
 RESAMPLES = 20_000

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from landscape.report.stats import ALPHA, decision, holm_family
+from landscape.report.analysis.stats import decision, holm_family
+from landscape.report.terms import ALPHA
 from landscape.study.results import stability_ratio
 
 NoiseCell = tuple[float, int]  # (learning rate eta, batch B)
