@@ -19,6 +19,7 @@ from landscape.study import shape
 def load_tool(name: str = "run_stages"):
     spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a dataclass in the tool looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -446,3 +447,56 @@ def test_compare_runs_says_which_means_lie_inside_the_first_runs_interval(tmp_pa
     assert "| mlp | gap | 0.04 [0.03, 0.05] (3) | 0.06 (3) | **no** |" in out
     assert "(3, 1 censored)" in out and "| cnn | trace |" in out and "| missing |" in out and "| no CI |" in out
     assert "n_parameters" not in out
+
+
+BREAKDOWN = load_tool("repro_breakdown")
+
+
+def test_repro_breakdown_splits_each_stage_into_work_start_up_and_dvc(tmp_path: Path) -> None:
+    """A hand-made timestamped log of three stages: a training run (its timings file says 10 s of work), a probe
+    stage over two seeds (4 + 5 s) and the aggregate (no timings file: its command is all work)."""
+    log = tmp_path / "repro.log"
+    log.write_text(
+        "100.0 START\n"
+        "110.0 Running stage 'pipeline/train/dvc.yaml:train_mlp@mlp-0':\n"
+        "110.0 > PYTHONPATH=src python stages/train.py mlp 0\n"
+        "123.0 mlp seed 0: val acc 0.8\n"
+        "123.5 WARNING: 'src/landscape/study/__init__.py' is empty.\n"
+        "126.0 Updating lock file 'pipeline/train/dvc.lock'\n"
+        "128.0 Running stage 'pipeline/robustness/dvc.yaml:robustness@mlp':\n"
+        "128.1 > PYTHONPATH=src python stages/robustness.py mlp\n"
+        "133.0 robustness mlp seed 0: 500 rows\n"
+        "140.0 robustness mlp seed 1: 500 rows\n"
+        "141.0 Updating lock file 'pipeline/robustness/dvc.lock'\n"
+        "143.0 Running stage 'aggregate':\n"
+        "150.0 aggregate: done\n"
+        "151.0 Use `dvc push` to send your updates to remote storage.\n"
+    )
+    timings = tmp_path / "timings"
+    for rel, wall in {"mlp/0/train.json": 10.0, "mlp/robustness/0/robustness.json": 4.0,
+                      "mlp/robustness/1/robustness.json": 5.0}.items():  # fmt: skip
+        (timings / rel).parent.mkdir(parents=True, exist_ok=True)
+        (timings / rel).write_text(json.dumps({"wall_s": wall}))
+    lines = BREAKDOWN.read_log(log)
+    stages = BREAKDOWN.stage_times(lines, timings)
+    assert [(s.kind, s.command_s, s.work_s, s.dvc_after_s) for s in stages] == [
+        ("train_mlp", 13.0, 10.0, 5.0),
+        ("robustness", 12.0, 9.0, 3.0),
+        ("aggregate", 7.0, 7.0, 1.0),
+    ]
+    text = BREAKDOWN.table(lines, stages)
+    assert "| train_mlp | 1 | 13 s | 10 s | 3.0 s | 5.0 s |" in text
+    # wall 151 - 100 = 51 s, 10 s before the first stage; work 10 + 9 + 7 = 26 s; overhead 25 s = 49.0 %
+    assert "wall time 51 s (0.8 min), of it 10 s before the first stage" in text
+    assert "overhead 25 s = 49.0 % of the wall time (8.3 s a stage)" in text
+
+
+def test_repro_breakdown_refuses_a_log_without_timestamps(tmp_path: Path) -> None:
+    (tmp_path / "plain.log").write_text("Running stage 'aggregate':\n")
+    (tmp_path / "timings").mkdir()
+    result = run_command(
+        [sys.executable, REPO / "tools/repro_breakdown.py", tmp_path / "plain.log", "--timings", tmp_path / "timings"],
+        tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1 and "has no timestamped lines" in result.stderr and "Traceback" not in result.stderr
