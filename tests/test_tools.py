@@ -478,14 +478,14 @@ def test_repro_breakdown_splits_each_stage_into_work_start_up_and_dvc(tmp_path: 
         (timings / rel).parent.mkdir(parents=True, exist_ok=True)
         (timings / rel).write_text(json.dumps({"wall_s": wall}))
     lines = BREAKDOWN.read_log(log)
-    stages = BREAKDOWN.stage_times(lines, timings)
+    stages = BREAKDOWN.stage_times(lines, timings, REPO)
     assert [(s.kind, s.command_s, s.work_s, s.dvc_after_s) for s in stages] == [
-        ("train_mlp", 13.0, 10.0, 5.0),
+        ("train", 13.0, 10.0, 5.0),
         ("robustness", 12.0, 9.0, 3.0),
         ("aggregate", 7.0, 7.0, 1.0),
     ]
     text = BREAKDOWN.table(lines, stages)
-    assert "| train_mlp | 1 | 13 s | 10 s | 3.0 s | 5.0 s |" in text
+    assert "| train | 1 | 13 s | 10 s | 3.0 s | 5.0 s |" in text
     # wall 151 - 100 = 51 s, 10 s before the first stage; work 10 + 9 + 7 = 26 s; overhead 25 s = 49.0 %
     assert "wall time 51 s (0.8 min), of it 10 s before the first stage" in text
     assert "overhead 25 s = 49.0 % of the wall time (8.3 s a stage)" in text

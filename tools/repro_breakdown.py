@@ -8,12 +8,14 @@ the epoch), after a first line ``<time> START``: the wall time runs from START (
 line. For each 'Running stage' the log holds:
 - the command: from 'Running stage' to the command's last line of output (a stage script prints one when it has
   written its outputs), or to DVC's next line where it printed none;
-- the stage's own work: the ``wall_s`` of its timings/ files (training: timings/<v>/<seed>/train.json; a probe
-  stage: timings/<v>/<kind>/<seed>/*.json, one per seed it probed). A stage without such files (download,
-  aggregate, plots) counts its whole command as work;
+- the stage's own work: the ``wall_s`` of its timings/ files (training: its run's; a probe stage: the files in its
+  timings folder, one per seed it probed; where they live is ``landscape.study.stage``'s). A stage without such files
+  (download, aggregate, plots) counts its whole command as work;
 - start-up: the command less its own work (starting Python, importing torch, loading params and data, exiting);
 - DVC after the command: to the next 'Running stage' or the log's end (hashing outputs, the cache, the lock).
-Overhead is the wall time less the work; the table gives it as a share of the wall time.
+Overhead is the wall time less the work; the table gives it as a share of the wall time. Stages are grouped by
+their kind, and a stage's kind and matrix item come from ``landscape.study.shape`` (DVC's own resolution of the
+pipeline in ``--root``, the checkout that ran the log).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from landscape.study import shape  # noqa: E402
+from landscape.study.stage import PROBE_KINDS, TIMINGS_DIR, RunPaths, stage_dirs  # noqa: E402
+
 STAMP = re.compile(r"^(\d+\.\d+) ?(.*)$")
 RUNNING = re.compile(r"^Running stage '([^']+)'")
 DVC_LINE = re.compile(r"^(WARNING|ERROR|Running stage|Updating lock|Stage '|Use `dvc push`|To track|> |\s*$)")
@@ -35,13 +41,10 @@ DVC_LINE = re.compile(r"^(WARNING|ERROR|Running stage|Updating lock|Stage '|Use 
 @dataclass(frozen=True)
 class StageTime:
     name: str  # as DVC prints it, e.g. pipeline/train/dvc.yaml:train_mlp@mlp-0
+    kind: str  # its pipeline/<kind>/ (landscape.study.shape.kind), or its name for a stage of the root dvc.yaml
     command_s: float
     work_s: float
     dvc_after_s: float
-
-    @property
-    def kind(self) -> str:
-        return self.name.split(":")[-1].split("@")[0]
 
 
 def read_log(path: Path) -> list[tuple[float, str]]:
@@ -56,22 +59,21 @@ def read_log(path: Path) -> list[tuple[float, str]]:
     return lines
 
 
-def own_work(name: str, timings: Path) -> float | None:
-    """The stage's own work from its timings/ files; None for a stage that writes none."""
-    short = name.split(":")[-1]
-    if "@" not in short:
-        return None
-    kind, item = short.split("@", 1)
-    if kind.startswith("train"):
-        variant, seed = item.rsplit("-", 1)
-        files = [timings / variant / seed / "train.json"]
+def own_work(kind: str, item: dict | None, timings: Path) -> float | None:
+    """The stage's own work from its timings/ files under ``timings``; None for a stage that writes none."""
+    if kind == "train":
+        files = [timings / RunPaths(item["variant"], item["seed"]).timing(kind).relative_to(TIMINGS_DIR)]
+    elif kind in PROBE_KINDS:
+        (folder,) = [d for d in stage_dirs(item["variant"], kind) if d.is_relative_to(TIMINGS_DIR)]
+        files = sorted((timings / folder.relative_to(TIMINGS_DIR)).glob(f"*/{kind}.json"))
     else:
-        files = sorted((timings / item / kind).glob("*/*.json"))
+        return None
     found = [f for f in files if f.is_file()]
     return sum(json.loads(f.read_text())["wall_s"] for f in found) if found else None
 
 
-def stage_times(lines: list[tuple[float, str]], timings: Path) -> list[StageTime]:
+def stage_times(lines: list[tuple[float, str]], timings: Path, root: Path) -> list[StageTime]:
+    items = {r.address: r.item for r in shape.stages(root.resolve())}
     starts = [(i, RUNNING.match(text).group(1)) for i, (_, text) in enumerate(lines) if RUNNING.match(text)]
     result = []
     for k, (i, name) in enumerate(starts):
@@ -81,9 +83,13 @@ def stage_times(lines: list[tuple[float, str]], timings: Path) -> list[StageTime
         dvc = [t for t, text in block if DVC_LINE.match(text) and not text.startswith("> ")]
         done = output[-1] if output else (dvc[0] if dvc else lines[i][0])
         following = lines[end][0] if end < len(lines) else lines[-1][0]
+        if name not in items:
+            fix = "pass --root, the checkout that ran the log"
+            sys.exit(f"error: the log's stage {name!r} is not in the pipeline of {root}; {fix}.")
         command = done - lines[i][0]
-        work = own_work(name, timings)
-        result.append(StageTime(name, command, command if work is None else work, following - done))
+        kind = shape.kind(name, root.resolve()) or name
+        work = own_work(kind, items[name], timings)
+        result.append(StageTime(name, kind, command, command if work is None else work, following - done))
     return result
 
 
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--timings", type=Path, default=Path("timings"), help="the stages' timings/ (default: %(default)s)"
     )
+    parser.add_argument("--root", type=Path, default=Path("."), help="the checkout that ran it (%(default)s)")
     args = parser.parse_args(argv)
     if args.record:
         record(args.record)
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.timings.is_dir():
         sys.exit(f"error: {args.timings} is not a directory; pass the run's timings/ with --timings.")
     lines = read_log(args.log)
-    print(table(lines, stage_times(lines, args.timings)))
+    print(table(lines, stage_times(lines, args.timings, args.root)))
 
 
 if __name__ == "__main__":
