@@ -220,13 +220,16 @@ def test_installed_base_needs_torch_and_numpy_only() -> None:
 
 def test_pyproject_is_the_one_source_of_the_pins() -> None:
     """Every requirement, of the package, its extras and its build, is an exact pin in pyproject.toml; no
-    requirements file repeats them, and `make setup` installs from pyproject.toml alone."""
+    requirements file repeats them (requirements.txt only installs the package with its extras), and `make setup`
+    installs from pyproject.toml alone."""
     declared = PYPROJECT["project"]
     requirements = [*declared["dependencies"], *PYPROJECT["build-system"]["requires"]]
     requirements += [r for extra in declared["optional-dependencies"].values() for r in extra]
     loose = [r for r in requirements if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][0-9A-Za-z.+!-]*", r)]
     assert not loose, f"not an exact name==version pin: {loose}"
-    assert not sorted(REPO.glob("requirements*.txt")), "the pins live in pyproject.toml only"
+    assert sorted(REPO.glob("requirements*.txt")) == [REPO / "requirements.txt"], "the pins live in pyproject.toml only"
+    lines = [line for line in (REPO / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert lines == ["-e .[study,dev]"], f"requirements.txt repeats a pin: {lines}"
     install = (REPO / "Makefile").read_text().partition("$(VENV)/.installed:")[2].partition("\n\n")[0]
     assert install.splitlines()[0].split() == ["pyproject.toml"], install
     assert '["build-system"]["requires"]' in install and "-e '.[study,dev]'" in install, install
